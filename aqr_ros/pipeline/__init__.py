@@ -1,0 +1,1 @@
+"""ROS-free frame processing: calibration, sweeps, preprocessing, boxes and weight-map images."""

@@ -1,0 +1,73 @@
+"""Detections from the model's LiDAR frame into the input (ROS) LiDAR frame, and score/count selection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from aqr_ros.pipeline.calibration import axes_to_model
+
+
+@dataclass(frozen=True)
+class RosBoxes:
+    """K boxes in the input LiDAR frame, float64, laid out for vision_msgs / visualization_msgs."""
+
+    #: [K, 3] geometric centre (the model's bottom centre raised by dz / 2).
+    center: np.ndarray
+    #: [K, 4] orientation quaternion (x, y, z, w): the yaw about z.
+    quaternion: np.ndarray
+    #: [K] yaw in radians, counter-clockwise about z from the frame's +x, wrapped to [-pi, pi).
+    yaw: np.ndarray
+    #: [K, 3] (length along the heading, width, height) = the model's (dx, dy, dz).
+    size: np.ndarray
+    #: [K, 3] velocity in m/s (z is always 0: the model predicts vx, vy only).
+    velocity: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.center)
+
+
+def to_ros_boxes(boxes: np.ndarray, convention: str) -> RosBoxes:
+    """Convert [K, 9] model boxes (x, y, z_bottom, dx, dy, dz, yaw, vx, vy) into the ``convention`` input frame."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 9)
+    R = axes_to_model(convention)[:3, :3]  # model <- input; rows of R map input vectors, R.T maps back
+    center = boxes[:, 0:3].copy()
+    center[:, 2] += boxes[:, 5] / 2.0
+    center = center @ R  # == (R.T @ c.T).T: model -> input
+    velocity = np.zeros((len(boxes), 3))
+    velocity[:, :2] = boxes[:, 7:9]
+    velocity = velocity @ R
+    yaw_offset = np.arctan2(R[0, 1], R[0, 0])  # rotation angle of R.T about z
+    yaw = np.mod(boxes[:, 6] + yaw_offset + np.pi, 2.0 * np.pi) - np.pi
+    quaternion = np.zeros((len(boxes), 4))
+    quaternion[:, 2] = np.sin(yaw / 2.0)
+    quaternion[:, 3] = np.cos(yaw / 2.0)
+    return RosBoxes(center, quaternion, yaw, boxes[:, 3:6].copy(), velocity)
+
+
+def select_detections(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    score_threshold: float,
+    max_count: int | None,
+    class_thresholds: Mapping[int, float] | None = None,
+) -> np.ndarray:
+    """Indices of detections scoring at least their threshold, by descending score, at most ``max_count``.
+
+    ``class_thresholds`` maps a label index to its own threshold; other labels use ``score_threshold``.
+    NaN scores never pass. Ties keep the original order.
+    """
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels).reshape(-1)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores and labels differ in length: {scores.shape[0]} vs {labels.shape[0]}")
+    if max_count is not None and max_count < 0:
+        raise ValueError(f"max_count must be >= 0 or None, got {max_count}")
+    thresholds = np.full(scores.shape, float(score_threshold))
+    for label, threshold in (class_thresholds or {}).items():
+        thresholds[labels == label] = float(threshold)
+    keep = np.flatnonzero(scores >= thresholds)
+    order = keep[np.argsort(-scores[keep], kind="stable")]
+    return order if max_count is None else order[:max_count]

@@ -1,0 +1,462 @@
+"""``aqr_node``: the AQR-CMT LiDAR + 6-camera 3D detector as a ROS 2 node.
+
+Callbacks only store messages in a LiDAR-triggered synchronizer; one worker thread takes the newest
+decided frame, converts it, calibrates every camera from camera_info and tf, runs the model and
+publishes detections, markers, weight-map images (only while subscribed), timings and diagnostics, all
+stamped with the input cloud's stamp.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+import numpy as np
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Float64, Header
+from vision_msgs.msg import Detection3DArray, LabelInfo
+from visualization_msgs.msg import MarkerArray
+
+from aqr_ros.model import ConfigError, ModelConfig, load_config
+from aqr_ros.model.timing import StageTimer
+from aqr_ros.pipeline.calibration import validate_intrinsics
+from aqr_ros.pipeline.frame import CameraCalibration, FrameAssembler
+from aqr_ros.ros.diagnostics import FrameReport, FusionDiagnostics
+from aqr_ros.ros.from_msg import (ConversionError, camera_info_intrinsics, compressed_to_bgr, image_to_bgr,
+                                  pointcloud2_to_array)
+from aqr_ros.ros.markers import build_detection_array, build_label_info, build_markers
+from aqr_ros.ros.params import ParameterError, declare_all, dynamic_update, validate
+from aqr_ros.ros.sync import FrameBundle, LidarTriggeredSync, Push, SyncConfig
+from aqr_ros.ros.tf_source import TfSource, TfUnavailableError
+from aqr_ros.ros.to_msg import image_from_array
+
+if TYPE_CHECKING:
+    from aqr_ros.model import AqrCmt
+
+NODE_NAME = "aqr_node"
+#: Seconds between two warnings about the same input topic.
+WARN_PERIOD_S = 2.0
+#: Points farther than this (m) from the sensor are treated as corrupt values and dropped.
+MAX_POINT_RANGE_M = 1000.0
+
+
+class StartupError(RuntimeError):
+    """The node cannot start; the message names the parameter and the value at fault."""
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """A validated camera_info: K, image size and the optical frame id."""
+
+    K: np.ndarray
+    size: tuple[int, int]
+    frame_id: str
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → cuda when available, else cpu; a CUDA device that is absent raises StartupError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise StartupError(f"parameter 'model.device': {name!r} requested but CUDA is not available (use auto or cpu)")
+    return device
+
+
+def load_model(config: ModelConfig, checkpoint: str, device: torch.device) -> "AqrCmt":
+    """Build the model and load ``checkpoint`` ('' = random weights); errors name ``model.checkpoint``."""
+    from aqr_ros.model import AqrCmt  # the model tree is imported only when a node is built
+
+    if checkpoint:
+        if not os.path.isfile(checkpoint):
+            raise StartupError(f"parameter 'model.checkpoint': no such file {checkpoint!r}")
+        if not os.access(checkpoint, os.R_OK):
+            raise StartupError(f"parameter 'model.checkpoint': cannot read {checkpoint!r} (permission denied)")
+    try:
+        return AqrCmt.from_checkpoint(checkpoint or None, config=config, device=device)
+    except Exception as exc:  # any unreadable/mismatched checkpoint must end start-up with a clear message
+        raise StartupError(f"parameter 'model.checkpoint': cannot load {checkpoint!r}: {exc}") from exc
+
+
+def _stamp_ns(header: Header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+class AqrNode(Node):
+    """AQR-CMT detector node: LiDAR-triggered sync, tf/camera_info calibration, one inference worker."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Declare and validate parameters, load and warm up the model, create publishers and subscriptions."""
+        super().__init__(NODE_NAME, **kwargs)
+        raw = declare_all(self)
+        try:
+            self.model_config = load_config(raw["model.config"])
+        except ConfigError as exc:
+            raise StartupError(f"parameter 'model.config': {exc}") from None
+        views = self.model_config.image.num_views
+        self.params = validate(raw, num_cameras=views)
+        p = self.params
+        self.device = resolve_device(p.model_device)
+        self.model = load_model(self.model_config, p.model_checkpoint, self.device)
+        if not p.model_checkpoint:
+            self.get_logger().warn("model.checkpoint is empty: RANDOM weights, detections are meaningless")
+        self.assembler = FrameAssembler(self.model_config, p.lidar_axes, self.device, p.intensity_scale)
+        self._warm_up(p.model_warmup_iters)
+
+        self.sync: LidarTriggeredSync[PointCloud2, Any] = LidarTriggeredSync(SyncConfig(
+            num_cameras=views,
+            max_delay_ns=int(p.max_camera_lidar_delay * 1e9),
+            offsets_ns=tuple(int(o * 1e9) for o in p.camera_offsets),
+            queue_size=p.queue_size,
+            wait_timeout_ns=int(p.wait_timeout * 1e9),
+            min_cameras=p.min_cameras,
+            allow_missing=p.allow_missing_cameras,
+            reset_threshold_ns=int(p.reset_threshold * 1e9),
+        ))
+        try:
+            self.tf = TfSource(self, p.tf_refresh_period)
+        except TfUnavailableError as exc:
+            raise StartupError(str(exc)) from None
+        self.diag = FusionDiagnostics(f"{self.get_name()}: fusion", self.get_fully_qualified_name(),
+                                      self.model_config.image.camera_names, p.max_processing_time_ms)
+        self._intrinsics: list[Optional[Intrinsics]] = [None] * views
+        self._intrinsics_lock = threading.Lock()
+        self._last_warn: dict[str, tuple[float, str]] = {}
+        self._reset_pending = threading.Event()
+        self._make_publishers(views)
+        self._make_subscriptions(views)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.create_timer(p.diag_period, self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name="aqr_inference", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: model {self.model_config.name} on {self.device} ({'fp16' if p.model_fp16 else 'fp32'}), "
+            f"{views} cameras, cloud {self.cloud_sub.topic_name}")
+
+    # ------------------------------------------------------------------ set-up
+
+    def _warm_up(self, iterations: int) -> None:
+        cfg = self.model_config
+        points = torch.zeros((1, cfg.lidar.num_point_features))
+        images = torch.zeros((cfg.image.num_views, 3, *cfg.image.input_size))
+        lidar2img = torch.eye(4).repeat(cfg.image.num_views, 1, 1)
+        for _ in range(iterations):
+            self.model.infer(points.to(self.device), images.to(self.device), lidar2img.to(self.device),
+                             fp16=self.params.model_fp16)
+
+    def _make_publishers(self, views: int) -> None:
+        p = self.params
+        out_qos = QoSProfile(depth=p.output_depth, history=HistoryPolicy.KEEP_LAST,
+                             reliability=ReliabilityPolicy.RELIABLE if p.output_reliable
+                             else ReliabilityPolicy.BEST_EFFORT)
+        self.detections_pub = self.create_publisher(Detection3DArray, "~/output/detections", out_qos)
+        self.markers_pub = self.create_publisher(MarkerArray, "~/output/markers", out_qos)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.label_info_pub = self.create_publisher(LabelInfo, "~/output/label_info", latched)
+        self.bev_pub = self.create_publisher(Image, "~/debug/weight_map/bev", out_qos)
+        self.camera_map_pubs = [self.create_publisher(Image, f"~/debug/weight_map/camera{i}", out_qos)
+                                for i in range(views)]
+        self.processing_time_pub = self.create_publisher(Float64, "~/debug/processing_time_ms", out_qos)
+        self.latency_pub = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", out_qos)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
+        self.label_info_pub.publish(build_label_info(self.model_config.head.class_names, p.score_threshold,
+                                                     Header(stamp=self.get_clock().now().to_msg())))
+
+    def _make_subscriptions(self, views: int) -> None:
+        p = self.params
+        in_qos = QoSProfile(depth=p.input_depth, history=HistoryPolicy.KEEP_LAST,
+                            reliability=ReliabilityPolicy.RELIABLE if p.input_reliable
+                            else ReliabilityPolicy.BEST_EFFORT)
+        group = ReentrantCallbackGroup()
+        self.cloud_sub = self.create_subscription(PointCloud2, "~/input/pointcloud", self._on_cloud, in_qos,
+                                                  callback_group=group)
+        image_type, suffix = (CompressedImage, "image/compressed") if p.compressed_images else (Image, "image")
+        self.image_subs = [
+            self.create_subscription(image_type, f"~/input/camera{i}/{suffix}",
+                                     lambda msg, i=i: self._on_image(i, msg), in_qos, callback_group=group)
+            for i in range(views)]
+        info_group = MutuallyExclusiveCallbackGroup()
+        self.info_subs = [
+            self.create_subscription(CameraInfo, f"~/input/camera{i}/camera_info",
+                                     lambda msg, i=i: self._on_camera_info(i, msg), in_qos,
+                                     callback_group=info_group)
+            for i in range(views)]
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        try:
+            self.params = dynamic_update(self.params, [(x.name, x.value) for x in params],
+                                         self.model_config.image.num_views)
+        except ParameterError as exc:
+            return SetParametersResult(successful=False, reason=str(exc))
+        self.diag.max_processing_ms = self.params.max_processing_time_ms
+        return SetParametersResult(successful=True)
+
+    # --------------------------------------------------------------- callbacks
+
+    def _due(self, key: str, reason: str) -> bool:
+        """Whether a warning about ``key`` is due: WARN_PERIOD_S passed or the reason (digits aside) changed."""
+        now = time.monotonic()
+        kind = re.sub(r"\d+", "#", reason)
+        last_time, last_kind = self._last_warn.get(key, (-WARN_PERIOD_S, ""))
+        if kind == last_kind and now - last_time < WARN_PERIOD_S:
+            return False
+        self._last_warn[key] = (now, kind)
+        return True
+
+    def _reject(self, topic: str, reason: str) -> None:
+        """Count a rejected input and warn (throttled per topic unless the reason changes)."""
+        count = self.diag.reject(topic, reason)
+        if self._due(topic, reason):
+            self.get_logger().warn(f"rejected input on {topic}: {reason} ({count} rejected so far on this topic)")
+
+    def _on_cloud(self, msg: PointCloud2) -> None:
+        result = self.sync.add_cloud(_stamp_ns(msg.header), msg, time.monotonic_ns())
+        if result is Push.OUT_OF_ORDER:
+            self._reject(self.cloud_sub.topic_name, "stamp not newer than the previous cloud (out of order)")
+        elif result is Push.RESET:
+            self._reset_pending.set()
+            self.diag.resets += 1
+            self.get_logger().warn(f"time jumped back on {self.cloud_sub.topic_name} (bag loop?): "
+                                   "resetting buffers, sweeps and tf cache")
+
+    def _on_image(self, camera: int, msg: Any) -> None:
+        if self.sync.add_image(camera, _stamp_ns(msg.header), msg) is Push.OUT_OF_ORDER:
+            self._reject(self.image_subs[camera].topic_name, "stamp not newer than the previous image (out of order)")
+
+    def _on_camera_info(self, camera: int, msg: CameraInfo) -> None:
+        topic = self.info_subs[camera].topic_name
+        K, size, _, _ = camera_info_intrinsics(msg)
+        reason = validate_intrinsics(K)
+        if reason is None and (size[0] <= 0 or size[1] <= 0):
+            reason = f"image size {size[1]}x{size[0]} is not positive"
+        if reason is None and not msg.header.frame_id:
+            reason = "empty frame_id (the optical frame is needed for tf)"
+        if reason is not None:
+            self._reject(topic, reason)
+            return
+        new = Intrinsics(K, size, msg.header.frame_id)
+        with self._intrinsics_lock:
+            old = self._intrinsics[camera]
+            if old is not None and old.size == new.size and old.frame_id == new.frame_id and np.array_equal(old.K, K):
+                return
+            self._intrinsics[camera] = new
+        if old is not None:
+            self.get_logger().info(f"camera{camera}: camera_info changed on {topic}; intrinsics re-read")
+
+    # ------------------------------------------------------------------ worker
+
+    def _work(self) -> None:
+        while self._running:
+            bundle = self.sync.wait_frame(time.monotonic_ns, timeout_s=0.1)
+            if bundle is None or not self._running:
+                continue
+            try:
+                self._process(bundle)
+            except Exception as exc:  # the worker must survive anything a frame can do
+                self.diag.frame_skipped(f"error while processing: {exc}")
+                if self._due("worker", repr(exc)):
+                    self.get_logger().error(f"frame {bundle.stamp_ns * 1e-9:.3f} failed: {exc!r}")
+
+    def _calibration(self, camera: int, lidar_frame: str) -> tuple[Optional[CameraCalibration], str]:
+        with self._intrinsics_lock:
+            intr = self._intrinsics[camera]
+        if intr is None:
+            return None, "no valid camera_info yet"
+        ext = self.tf.extrinsic(intr.frame_id, lidar_frame)
+        if ext.matrix is None:
+            return None, ext.reason
+        return CameraCalibration(K=intr.K, size=intr.size, T_cam_lidar=ext.matrix), "ok"
+
+    def _decode_images(self, bundle: FrameBundle) -> tuple[list[Optional[np.ndarray]], list[str]]:
+        images: list[Optional[np.ndarray]] = []
+        states: list[str] = []
+        decode = compressed_to_bgr if self.params.compressed_images else image_to_bgr
+        for i, msg in enumerate(bundle.images):
+            state = bundle.status[i].value
+            image = None
+            if msg is not None:
+                try:
+                    image = decode(msg)
+                except ConversionError as exc:
+                    self._reject(self.image_subs[i].topic_name, str(exc))
+                    state = f"rejected: {exc}"
+            images.append(image)
+            states.append(state)
+        return images, states
+
+    def _decode_cloud(self, msg: PointCloud2) -> Optional[np.ndarray]:
+        topic = self.cloud_sub.topic_name
+        num = msg.width * msg.height
+        if num > self.params.max_points:
+            self._reject(topic, f"{num} points exceed input.max_points {self.params.max_points}")
+            return None
+        try:
+            cloud = pointcloud2_to_array(msg, ("x", "y", "z", "intensity"))
+        except ConversionError as exc:
+            self._reject(topic, str(exc))
+            return None
+        points = cloud.points
+        in_range = np.abs(points[:, :3]).max(axis=1, initial=0.0) <= MAX_POINT_RANGE_M
+        if not in_range.all():
+            points = points[in_range]
+        dropped = cloud.num_nonfinite + int(len(in_range) - np.count_nonzero(in_range))
+        if len(points) == 0:
+            self._reject(topic, "cloud has no finite points (empty or all NaN/inf); running on cameras only")
+        elif dropped:
+            self._reject(topic, f"dropped {dropped} of {cloud.num_input} points (NaN/inf or beyond "
+                                f"{MAX_POINT_RANGE_M:.0f} m)")
+        return points
+
+    def _process(self, bundle: FrameBundle) -> None:
+        start = time.perf_counter()
+        if self._reset_pending.is_set():
+            self._reset_pending.clear()
+            self.assembler.reset()
+            self.tf.forget()
+        p = self.params
+        cloud_msg: PointCloud2 = bundle.cloud
+        header = Header(stamp=cloud_msg.header.stamp, frame_id=cloud_msg.header.frame_id)
+        stages: dict[str, float] = {}
+        views = self.model_config.image.num_views
+        dts = tuple(None if dt is None else dt * 1e-6 for dt in bundle.dt_ns)
+
+        t0 = time.perf_counter()
+        points = self._decode_cloud(cloud_msg)
+        images, states = self._decode_images(bundle)
+        stages["convert"] = (time.perf_counter() - t0) * 1e3
+        report = FrameReport(camera_state=tuple(states), camera_dt_ms=dts)
+        if points is None:
+            self.diag.frame_skipped(f"cloud rejected on {self.cloud_sub.topic_name}", report)
+            return
+        if not bundle.usable:
+            self.diag.frame_skipped("too few cameras fused (sync.min_cameras / sync.allow_missing_cameras)", report)
+            return
+        if not header.frame_id:
+            self._reject(self.cloud_sub.topic_name, "empty frame_id")
+            self.diag.frame_skipped("cloud without frame_id", report)
+            return
+
+        t0 = time.perf_counter()
+        calibs: list[Optional[CameraCalibration]] = []
+        missing: list[str] = []
+        for i in range(views):
+            calib, state = self._calibration(i, header.frame_id)
+            self.diag.set_calibration(i, state)
+            calibs.append(calib)
+            if images[i] is not None and calib is None:
+                missing.append(f"camera{i} ({state})")
+        if missing:
+            reason = "calibration incomplete: " + "; ".join(missing)
+            self.diag.frame_skipped(reason, report)
+            if self._due("calibration", reason):
+                self.get_logger().warn(f"no output: {reason}")
+            return
+        pose = None
+        if p.fixed_frame:
+            lookup = self.tf.lookup(p.fixed_frame, header.frame_id, Time.from_msg(header.stamp))
+            pose = lookup.matrix
+            self.diag.set_lidar_pose("ok" if pose is not None else lookup.reason)
+        else:
+            self.diag.set_lidar_pose("motion compensation disabled (tf.fixed_frame is empty)")
+        self.assembler.push_cloud(points, bundle.stamp_ns * 1e-9, pose)
+        model_input = self.assembler.assemble(images, calibs)
+        for i, issue in enumerate(model_input.camera_issues):
+            if issue is not None:
+                self._reject(self.image_subs[i].topic_name, issue)
+                states[i] = f"rejected: {issue}"
+        stages["preprocess"] = (time.perf_counter() - t0) * 1e3
+
+        t0 = time.perf_counter()
+        timer = StageTimer(self.device, synchronize=False)
+        det = self.model.infer(model_input.points, model_input.images, model_input.lidar2img,
+                               model_input.camera_valid, fp16=p.model_fp16, timer=timer).to("cpu")
+        stages["model"] = (time.perf_counter() - t0) * 1e3
+        stages.update({f"model/{k}": v for k, v in timer.ms.items()})
+
+        t0 = time.perf_counter()
+        frame = self.assembler.detections(det, p.score_threshold, p.max_detections)
+        self.detections_pub.publish(build_detection_array(frame, header))
+        if p.publish_markers:
+            self.markers_pub.publish(build_markers(frame, header, p.marker_lifetime))
+        if p.publish_weight_maps:
+            self._publish_weight_maps(bundle, images, model_input.camera_valid, det, frame, header)
+        stages["publish"] = (time.perf_counter() - t0) * 1e3
+
+        total_ms = (time.perf_counter() - start) * 1e3
+        self.processing_time_pub.publish(Float64(data=total_ms))
+        latency = (self.get_clock().now().nanoseconds - bundle.stamp_ns) * 1e-6
+        self.latency_pub.publish(Float64(data=latency))
+        self.diag.frame_done(FrameReport(
+            camera_state=tuple(states), camera_dt_ms=dts, num_points=model_input.num_points,
+            num_sweeps=model_input.num_sweeps, num_uncompensated=model_input.num_uncompensated,
+            num_detections=len(frame), processing_ms=total_ms, stage_ms=stages))
+
+    def _publish_weight_maps(self, bundle: FrameBundle, images: Sequence[Optional[np.ndarray]],
+                             valid: np.ndarray, det: Any, frame: Any, header: Header) -> None:
+        if self.bev_pub.get_subscription_count() > 0:
+            picture = self.assembler.bev_picture(det.bev_weight_map.numpy(), frame)
+            self.bev_pub.publish(image_from_array(picture, "rgb8", header.frame_id, header.stamp))
+        maps = None
+        for i, pub in enumerate(self.camera_map_pubs):
+            if not valid[i] or pub.get_subscription_count() == 0:
+                continue
+            maps = det.camera_weight_map.numpy() if maps is None else maps
+            msg = bundle.images[i]
+            picture = self.assembler.camera_picture(images[i], maps[i], self.params.weight_map_alpha)
+            pub.publish(image_from_array(picture, "rgb8", msg.header.frame_id, msg.header.stamp))
+
+    def _publish_diagnostics(self) -> None:
+        self.diag.dropped = self.sync.dropped
+        self.diagnostics_pub.publish(self.diag.array(Header(stamp=self.get_clock().now().to_msg())))
+
+    def destroy_node(self) -> None:
+        """Stop the worker, then destroy the node."""
+        self._running = False
+        if getattr(self, "_worker", None) is not None:
+            self._worker.join(timeout=5.0)
+        super().destroy_node()
+
+
+def main(args: Optional[Sequence[str]] = None) -> int:
+    """Entry point of ``ros2 run aqr_ros aqr_node``: exit code 1 with a fatal log when start-up fails."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = AqrNode()
+    except (StartupError, ParameterError) as exc:
+        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
+        rclpy.try_shutdown()
+        return 1
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Command-line programs: the demo, benchmarks, the synthetic rig publisher and checkpoint inspection."""

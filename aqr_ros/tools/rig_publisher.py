@@ -1,0 +1,231 @@
+"""aqr_rig_publisher: plays the synthetic sensor rig over DDS in real time (or scaled), like a small sensor bag.
+
+Publishes ``lidar_top/points`` (PointCloud2, frame lidar_top, 20 Hz), ``<cam>/image_raw`` (bgr8) and
+``<cam>/camera_info`` for the six cameras (12 Hz each, phase-shifted) — relative names, so ``/lidar_top/points``
+etc. in the root namespace and movable with ``--ros-args -r __ns:=/x`` — the rig's static transforms on
+``/tf_static`` (transient local), ``odom → base_link`` on ``/tf`` at every sensor stamp, and optionally
+``/clock``. Messages are rendered before they are due (by default all of them before the first one is sent), so
+the publish times follow the sensor times; stamps are set when publishing starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.utilities import remove_ros_args
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+
+from aqr_ros.ros.to_msg import (camera_info_msg, image_from_array, pointcloud2_from_structured, stamp_from_seconds,
+                                transform_stamped)
+from aqr_ros.tools.synthetic_rig import (BASE_FRAME, CAMERA_NAMES, LIDAR_FRAME, LIDAR_PERIOD, ODOM_FRAME,
+                                        CameraFrame, LidarFrame, SyntheticRig)
+
+NODE_NAME = "aqr_rig_publisher"
+#: Sensor topics are relative: /lidar_top/points etc. in the root namespace, movable with ``-r __ns:=/x``.
+LIDAR_TOPIC = "lidar_top/points"
+#: Lateness (s) above which the run is reported as not keeping to the sensor timing.
+_LATE_WARNING = 0.02
+
+
+def _tf_message_type() -> type:
+    """tf2_msgs/TFMessage, imported on first use because PyPI has no tf2_msgs wheel."""
+    try:
+        from tf2_msgs.msg import TFMessage
+    except ImportError as exc:
+        raise RuntimeError("tf2_msgs is not importable: on a ROS 2 install source its setup file; in the test "
+                           "environment run `source scripts/env.sh` (scripts/setup.sh builds tf2_msgs)") from exc
+    return TFMessage
+
+
+@dataclass
+class _Ready:
+    """One rendered sensor event: its time since start, the headers to stamp, and (publish, message) pairs."""
+
+    t: float
+    headers: list[Header]
+    sends: list[tuple[Callable, object]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of aqr_rig_publisher."""
+    parser = argparse.ArgumentParser(prog=NODE_NAME, description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=40, help="number of LiDAR frames (20 Hz) to publish")
+    parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (2 = twice real time)")
+    parser.add_argument("--seed", type=int, default=0, help="scene seed")
+    parser.add_argument("--no-noise", action="store_true", help="publish noise-free LiDAR sweeps")
+    parser.add_argument("--use-sim-time-clock", action="store_true", help="also publish /clock at every stamp")
+    parser.add_argument("--drop-camera", type=int, action="append", default=[], choices=range(len(CAMERA_NAMES)),
+                        metavar="I", help="never publish camera I (0..5, model order); repeatable")
+    parser.add_argument("--start-time", type=float, default=None,
+                        help="stamp of the first LiDAR frame in seconds (default: the wall clock at start)")
+    parser.add_argument("--qos", choices=("reliable", "best_effort"), default="reliable",
+                        help="reliability of the sensor topics (depth 5)")
+    parser.add_argument("--prebuffer", type=float, default=None,
+                        help="seconds of data rendered ahead of publishing (default: the whole sequence; "
+                             "about 16 MB of images per LiDAR frame)")
+    parser.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
+                        help=f"wait (up to --wait-timeout s) until {LIDAR_TOPIC} has N subscribers")
+    parser.add_argument("--wait-timeout", type=float, default=10.0, help="seconds to wait for subscribers")
+    parser.add_argument("--linger", type=float, default=0.5,
+                        help="seconds to stay up after the last frame so reliable data is delivered")
+    return parser
+
+
+class RigPublisher(Node):
+    """The publishing node: one publisher per topic; renders the rig into messages and sends them when due."""
+
+    def __init__(self, options: argparse.Namespace):
+        super().__init__(NODE_NAME)
+        self.options = options
+        self.rig = SyntheticRig(seed=options.seed, noise=not options.no_noise)
+        self.cameras = tuple(i for i in range(len(CAMERA_NAMES)) if i not in options.drop_camera)
+        reliability = (ReliabilityPolicy.RELIABLE if options.qos == "reliable" else ReliabilityPolicy.BEST_EFFORT)
+        sensor_qos = QoSProfile(depth=5, reliability=reliability)
+        TFMessage = _tf_message_type()
+        self._tf_type = TFMessage
+        self.lidar_pub = self.create_publisher(PointCloud2, LIDAR_TOPIC, sensor_qos)
+        self.image_pubs = {i: self.create_publisher(Image, f"{CAMERA_NAMES[i]}/image_raw", sensor_qos)
+                           for i in self.cameras}
+        self.info_pubs = {i: self.create_publisher(CameraInfo, f"{CAMERA_NAMES[i]}/camera_info",
+                                                   sensor_qos) for i in self.cameras}
+        self.tf_pub = self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100))
+        self.tf_static_pub = self.create_publisher(
+            TFMessage, "/tf_static", QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        self.clock_pub = (self.create_publisher(Clock, "/clock", QoSProfile(depth=10))
+                          if options.use_sim_time_clock else None)
+
+    def render(self, frame: LidarFrame | CameraFrame) -> _Ready:
+        """Messages of one rendered frame (stamps are filled in when it is published)."""
+        odom = transform_stamped(frame.T_odom_base, ODOM_FRAME, BASE_FRAME, 0.0)
+        tf = (self.tf_pub.publish, self._tf_type(transforms=[odom]))
+        if isinstance(frame, LidarFrame):
+            cloud = pointcloud2_from_structured(frame.points, LIDAR_FRAME, 0.0)
+            return _Ready(frame.t, [odom.header, cloud.header], [tf, (self.lidar_pub.publish, cloud)])
+        info = self.rig.camera_info(frame.camera)
+        image = image_from_array(frame.image, "bgr8", info.frame_id, 0.0)
+        info_msg = camera_info_msg(info.K, info.width, info.height, info.frame_id, 0.0, D=info.D, R=info.R,
+                                   P=info.P, distortion_model=info.distortion_model)
+        return _Ready(frame.t, [odom.header, image.header, info_msg.header],
+                      [tf, (self.image_pubs[frame.camera].publish, image),
+                       (self.info_pubs[frame.camera].publish, info_msg)])
+
+    def publish_static(self, stamp: float) -> None:
+        """All static transforms of the rig in one latched /tf_static message."""
+        self.tf_static_pub.publish(self._tf_type(transforms=[
+            transform_stamped(T, parent, child, stamp) for parent, child, T in self.rig.rig.static_transforms()]))
+
+    def publish_ready(self, ready: _Ready, start_time: float) -> None:
+        """Stamp and publish one event (and /clock first when enabled)."""
+        stamp = stamp_from_seconds(start_time + ready.t)
+        if self.clock_pub is not None:
+            self.clock_pub.publish(Clock(clock=stamp))
+        for header in ready.headers:
+            header.stamp = stamp
+        for publish, msg in ready.sends:
+            publish(msg)
+
+    def wait_for_subscribers(self) -> bool:
+        """Block until the LiDAR topic has ``--wait-for-subscribers`` subscribers or the timeout passes."""
+        deadline = time.monotonic() + self.options.wait_timeout
+        while self.lidar_pub.get_subscription_count() < self.options.wait_for_subscribers:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+
+def _renderer(node: RigPublisher, out: queue.Queue, stop: threading.Event) -> None:
+    """Render every frame in time order into ``out``; ``None`` marks the end."""
+    for frame in node.rig.frames(node.options.frames, cameras=node.cameras):
+        ready = node.render(frame)
+        while not stop.is_set():
+            try:
+                out.put(ready, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        if stop.is_set():
+            return
+    out.put(None)
+
+
+def play(node: RigPublisher) -> tuple[int, float]:
+    """Render ahead and publish every event at its due time; returns (events published, worst lateness in s)."""
+    options = node.options
+    if options.prebuffer is None:
+        ahead = 0
+    else:
+        ahead = max(1, sum(1 for e in node.rig.schedule(options.frames)
+                           if e.t < options.prebuffer and (e.sensor < 0 or e.sensor in node.cameras)))
+    ready_queue: queue.Queue = queue.Queue(maxsize=ahead)
+    stop = threading.Event()
+    worker = threading.Thread(target=_renderer, args=(node, ready_queue, stop), daemon=True)
+    worker.start()
+    while worker.is_alive() and (ahead == 0 or ready_queue.qsize() < ahead):
+        time.sleep(0.01)
+
+    if options.wait_for_subscribers and not node.wait_for_subscribers():
+        node.get_logger().warning(f"fewer than {options.wait_for_subscribers} subscribers on {LIDAR_TOPIC} after "
+                                  f"{options.wait_timeout:g} s; publishing anyway")
+    start_time = time.time() if options.start_time is None else options.start_time
+    node.publish_static(start_time)
+    wall0 = time.monotonic()
+    published, worst = 0, 0.0
+    try:
+        while (ready := ready_queue.get()) is not None:
+            due = wall0 + ready.t / options.rate
+            delay = due - time.monotonic()
+            if delay > 0.0:
+                time.sleep(delay)
+            worst = max(worst, time.monotonic() - due)
+            node.publish_ready(ready, start_time)
+            published += 1
+    finally:
+        stop.set()
+    return published, worst
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: ``aqr_rig_publisher [--frames N] [--rate R] ... [--ros-args ...]``."""
+    args = ["aqr_rig_publisher", *(sys.argv[1:] if argv is None else argv)]
+    options = build_parser().parse_args(remove_ros_args(args)[1:])
+    if options.frames < 1 or options.rate <= 0.0:
+        print(f"{NODE_NAME}: --frames must be >= 1 and --rate > 0", file=sys.stderr)
+        return 2
+    rclpy.init(args=args)
+    try:
+        node = RigPublisher(options)
+    except RuntimeError as exc:
+        print(f"{NODE_NAME}: {exc}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    try:
+        published, worst = play(node)
+        node.get_logger().info(f"published {published} sensor events ({options.frames} LiDAR frames of "
+                               f"{LIDAR_PERIOD * 1e3:.0f} ms) at rate {options.rate:g}; worst lateness "
+                               f"{worst * 1e3:.1f} ms")
+        if worst > _LATE_WARNING:
+            node.get_logger().warning("rendering could not keep up: publish times lagged the sensor times; "
+                                      "drop --prebuffer (render everything first) or lower --rate")
+        time.sleep(options.linger)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Packaging of aqr_ros as an ament_python package (colcon build / pip install)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "aqr_ros"
+
+
+def share(subdir: str, *patterns: str) -> tuple[str, list[str]]:
+    """One data_files entry installing the files matching ``patterns`` into share/aqr_ros/subdir."""
+    files = sorted(path for pattern in patterns for path in glob(pattern))
+    return (f"share/{PACKAGE}/{subdir}".rstrip("/"), files)
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="ROS 2 node for the AQR-modulated CMT LiDAR + 6-camera 3D detector (PyTorch)",
+    license="Apache-2.0",
+    maintainer="aqr_ros maintainers",
+    maintainer_email="aqr_ros@example.com",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        share("", "package.xml"),
+        share("launch", "launch/*.py"),
+        share("config", "config/*.yaml", "config/*.rviz", "config/*.xml"),
+        share("models", "models/*.yaml", "models/*.md"),
+    ],
+    install_requires=["setuptools"],
+    extras_require={"test": ["pytest"]},
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "aqr_node = aqr_ros.ros.node:main",
+            "aqr_demo = aqr_ros.tools.demo:main",
+            "aqr_rig_publisher = aqr_ros.tools.rig_publisher:main",
+            "aqr_bench = aqr_ros.tools.bench:main",
+            "aqr_checkpoint = aqr_ros.tools.checkpoint:main",
+        ],
+    },
+)

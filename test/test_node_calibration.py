@@ -1,0 +1,70 @@
+"""The real node with use_sim_time: no output until tf arrives, a camera that never publishes, /clock time.
+
+The harness publishes /clock at every frame stamp (simulated time near 1000 s, far from the wall clock), camera 3
+never publishes anything, and the static transforms are sent only half way through.
+"""
+
+import pytest
+
+from node_harness import SEC, TINY_CONFIG, RigHarness, node_command, ns_of, rig_remaps, start_node, stop_node
+
+pytestmark = pytest.mark.ros
+
+DOMAIN_ID = 62
+START_NS = 1000 * SEC
+CAMERAS = (0, 1, 2, 4, 5)
+TIMEOUT = 60.0
+
+
+@pytest.fixture(scope="module")
+def setup():
+    params = {"model.config": str(TINY_CONFIG), "model.device": "cpu", "use_sim_time": "true", "diag.period": 0.2,
+              "model.warmup_iters": 0}
+    log = start_node(node_command("", params, rig_remaps()), DOMAIN_ID)
+    harness = RigHarness(DOMAIN_ID, "")
+    harness.publish_clock = True
+    try:
+        harness.wait_for(lambda: bool(harness.rec.label_info), TIMEOUT, "label_info (node start-up)", log)
+        yield harness, log
+    finally:
+        harness.close()
+        stop_node(log)
+
+
+def test_missing_tf_gives_diagnostics_and_no_output(setup):
+    harness, log = setup
+    stamps = [START_NS + k * SEC // 2 for k in range(4)]
+    for stamp in stamps:
+        harness.publish_frame(stamp, cameras=CAMERAS)
+        status = harness.wait_status(lambda s: "calibration incomplete" in s["message"], 10,
+                                     "calibration-incomplete diagnostics", log)
+    assert status["level"] == "2"  # ERROR
+    assert "camera0" in status["message"] and "camera0 calibration" in status
+    assert "cam_front_optical" in status["camera0 calibration"]
+    assert int(status["frames skipped"]) >= 1 and status["frames published"] == "0"
+    assert not harness.rec.detections
+    assert "calibration incomplete" in log.text()
+
+
+def test_output_resumes_when_tf_arrives_late(setup):
+    harness, log = setup
+    harness.publish_static_tf()
+    stamp, det = harness.publish_until_output(START_NS + 3 * SEC, TIMEOUT, log, cameras=CAMERAS)
+    assert ns_of(det.header.stamp) == stamp and det.header.frame_id == "lidar_top"
+    status = harness.wait_status(lambda s: s["frames published"] != "0", 10, "published frame in diagnostics", log)
+    assert status["camera0 calibration"] == "ok"
+
+
+def test_never_publishing_camera_is_masked(setup):
+    harness, log = setup
+    status = harness.wait_status(lambda s: s["frames published"] != "0", 10, "diagnostics", log)
+    assert status["camera3 CAM_BACK"] == "missing"
+    assert status["camera3 calibration"] == "no valid camera_info yet"
+    assert status["camera1 CAM_FRONT_RIGHT"] == "fused"
+
+
+def test_sim_time_drives_the_node_clock(setup):
+    harness, _ = setup
+    # Diagnostics are stamped with the node clock: with use_sim_time that is /clock (~1000 s), not the wall clock.
+    stamps = [ns_of(d.header.stamp) for d in harness.rec.diagnostics[-5:]]
+    assert all(START_NS <= s <= START_NS + 60 * SEC for s in stamps), stamps

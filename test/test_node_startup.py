@@ -1,0 +1,56 @@
+"""Start-up failures of the real node process: a clear fatal message naming the parameter, exit code != 0."""
+
+import subprocess
+
+import pytest
+import torch
+
+from node_harness import TINY_CONFIG, node_command, start_node, stop_node
+
+pytestmark = pytest.mark.ros
+
+DOMAIN_ID = 63
+
+
+def run_node(params, timeout=120):
+    """Start the node with ``params`` and return (exit code, output) once it exits."""
+    log = start_node(node_command("", {"model.config": str(TINY_CONFIG), **params}, {}), DOMAIN_ID)
+    try:
+        code = log.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        code = None
+    stop_node(log)
+    return code, log.text()
+
+
+def test_missing_checkpoint_is_fatal_and_names_parameter_and_path(tmp_path):
+    path = tmp_path / "nowhere" / "model.pth"
+    code, out = run_node({"model.checkpoint": str(path), "model.device": "cpu"})
+    assert code == 1, out
+    assert "FATAL" in out and "'model.checkpoint'" in out and str(path) in out
+
+
+def test_corrupt_checkpoint_is_fatal_and_names_parameter_and_path(tmp_path):
+    path = tmp_path / "corrupt.pth"
+    path.write_bytes(b"this is not a checkpoint" * 100)
+    code, out = run_node({"model.checkpoint": str(path), "model.device": "cpu"})
+    assert code == 1, out
+    assert "'model.checkpoint'" in out and str(path) in out
+
+
+@pytest.mark.parametrize("params, name", [
+    ({"score_threshold": 1.5}, "score_threshold"),
+    ({"model.device": "tpu"}, "model.device"),
+    ({"model.config": "no_such_model"}, "model.config"),
+    ({"sync.camera_offsets": "[0.0, 0.1]"}, "sync.camera_offsets"),
+])
+def test_invalid_parameters_are_fatal_and_named(params, name):
+    code, out = run_node({"model.device": "cpu", **params})
+    assert code == 1, out
+    assert f"'{name}'" in out and "FATAL" in out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message for a machine without CUDA")
+def test_cuda_device_without_cuda_is_fatal():
+    code, out = run_node({"model.device": "cuda"})
+    assert code == 1 and "'model.device'" in out and "CUDA is not available" in out
