@@ -22,7 +22,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -56,8 +56,7 @@ def ns_of(stamp: Any) -> int:
 
 def node_command(namespace: str, params: dict[str, Any], remaps: dict[str, str]) -> list[str]:
     """Arguments for ``python`` starting the node with the shipped params file plus overrides and remaps."""
-    args = [os.environ["AQR_DEV_NODE"]] if "AQR_DEV_NODE" in os.environ else ["-m", "aqr_ros.ros.node"]  # DEV ONLY
-    args += ["--ros-args", "--params-file", str(REPO / "config" / "aqr.yaml")]
+    args = ["-m", "aqr_ros.ros.node", "--ros-args", "--params-file", str(REPO / "config" / "aqr.yaml")]
     if namespace:
         args += ["-r", f"__ns:={namespace}"]
     for name, value in params.items():
@@ -151,6 +150,8 @@ class RigHarness:
         self.prefix = prefix
         #: Publish /clock at every frame stamp (for nodes with use_sim_time).
         self.publish_clock = False
+        #: Stamp of the newest frame published (tests step on from it).
+        self.last_stamp = 0
         self.base = f"{node_ns.rstrip('/')}/{node_name}"
         self.rec = Recorded()
         self._lock = threading.RLock()
@@ -177,7 +178,7 @@ class RigHarness:
         self.images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in CAMERA_NAMES]
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)
-        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin = threading.Thread(target=self._spin_until_shutdown, daemon=True)
         self._spin.start()
 
     # ----------------------------------------------------------------- set-up
@@ -209,9 +210,16 @@ class RigHarness:
         self.rec.images.setdefault(rel, [])
         self._subscribe(Image, rel, self.rec.images[rel])
 
+    def _spin_until_shutdown(self) -> None:
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, ShutdownException):
+            pass
+
     def close(self) -> None:
         """Stop spinning and shut the harness context down."""
         self.executor.shutdown(timeout_sec=2.0)
+        self._spin.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 
@@ -252,6 +260,7 @@ class RigHarness:
 
         ``images`` / ``infos`` replace the default message of a camera (bad-input tests).
         """
+        self.last_stamp = max(self.last_stamp, stamp_ns)
         if self.publish_clock:
             self.clock_pub.publish(Clock(clock=stamp_msg(stamp_ns)))
         self.publish_odom(stamp_ns)
@@ -264,6 +273,10 @@ class RigHarness:
         self.cloud_pub.publish(msg)
 
     # ----------------------------------------------------------------- waiting
+
+    def next_stamp(self, step_ns: int = SEC // 2) -> int:
+        """A stamp ``step_ns`` after the newest frame published so far."""
+        return self.last_stamp + step_ns
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str, proc: Any = None) -> None:
         """Poll ``predicate`` until true; fail naming ``what`` (and the node's output) on timeout."""

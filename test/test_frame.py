@@ -130,7 +130,7 @@ def test_detections_selected_and_converted_to_ros_axes():
     np.testing.assert_allclose(frame.camera_weight, [1 - 7 / 99, 1 - 42 / 99], rtol=1e-5)
     # Model (x right, y forward) -> REP-103 (x forward, y left); geometric centre = bottom + dz / 2.
     np.testing.assert_allclose(frame.boxes.center[0], [10.0, 0.0, -0.25], atol=1e-9)
-    assert frame.boxes.yaw[0] == pytest.approx(0.0, abs=1e-9)
+    assert frame.boxes.yaw[0] == pytest.approx(0.0, abs=1e-6)
     np.testing.assert_allclose(frame.boxes.velocity[0], [3.0, 0.0, 0.0], atol=1e-9)
     np.testing.assert_allclose(frame.boxes.size[0], [4.0, 2.0, 1.5])
     assert len(asm.detections(det, 0.3, max_count=1)) == 1
@@ -139,3 +139,23 @@ def test_detections_selected_and_converted_to_ros_axes():
     img = np.zeros((900, 1600, 3), np.uint8)
     overlay = asm.camera_picture(img, det.camera_weight_map[0].numpy(), alpha=0.5)
     assert overlay.shape == (900, 1600, 3) and overlay.any()
+
+
+def test_lidar2img_matches_the_synthetic_rig_ground_truth(config):
+    from aqr_ros.tools.synthetic_rig import Rig
+
+    rig = Rig.nuscenes_like()
+    asm = FrameAssembler(config, "rep103")
+    rng = np.random.default_rng(0)
+    points_ros = np.c_[rng.uniform(-30, 30, (200, 3)), np.ones(200)]
+    for i in range(6):
+        info = rig.camera_info(i)
+        l2i = asm.lidar2img(CameraCalibration(K=info.K, size=(info.height, info.width), T_cam_lidar=rig.T_cam_lidar(i)))
+        model_uvw = (l2i @ (axes_to_model("rep103") @ points_ros.T)).T
+        truth_uvw = (rig.lidar2img(i) @ points_ros.T).T  # full-resolution pixels of the rig
+        in_front = truth_uvw[:, 2] > 0.5
+        np.testing.assert_allclose(model_uvw[in_front, 2], truth_uvw[in_front, 2], rtol=1e-9)
+        truth_uv = truth_uvw[in_front, :2] / truth_uvw[in_front, 2:3]
+        # 1600x900 -> x0.5 -> crop 130 rows from the top (MODEL.md section 2.1)
+        expected = truth_uv * 0.5 - np.array([0.0, 130.0])
+        np.testing.assert_allclose(model_uvw[in_front, :2] / model_uvw[in_front, 2:3], expected, atol=1e-6)

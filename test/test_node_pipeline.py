@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 import pytest
-from sensor_msgs.msg import PointCloud2, PointField
 from visualization_msgs.msg import Marker
 
 from node_harness import (SEC, TINY_CONFIG, RigHarness, node_command, ns_of, rig_remaps, start_node, stamp_msg,
@@ -34,33 +33,25 @@ def setup():
     for rel in ("debug/weight_map/bev", "debug/weight_map/camera0", "debug/weight_map/camera5"):
         harness.subscribe_image(rel)
     harness.publish_static_tf()
-    state = {"stamp": START_NS}
+    harness.last_stamp = START_NS
     try:
-        yield harness, log, state
+        yield harness, log
     finally:
         harness.close()
         stop_node(log)
 
 
-def next_stamp(state, step_ns=SEC // 2):
-    state["stamp"] += step_ns
-    return state["stamp"]
-
-
 def recover(setup):
     """Good frames after a bad input are processed again: returns the answered stamp."""
-    harness, log, state = setup
-    first = next_stamp(state)
-    stamp, _ = harness.publish_until_output(first, TIMEOUT, log)
-    state["stamp"] = max(state["stamp"], stamp)
+    harness, log = setup
+    stamp, _ = harness.publish_until_output(harness.next_stamp(), TIMEOUT, log)
     return stamp
 
 
 def test_outputs_topics_types_stamps_and_limits(setup):
-    harness, log, state = setup
+    harness, log = setup
     harness.wait_for(lambda: bool(harness.rec.label_info), TIMEOUT, "label_info (node start-up)", log)
-    stamp, det = harness.publish_until_output(next_stamp(state), TIMEOUT, log)
-    state["stamp"] = stamp
+    stamp, det = harness.publish_until_output(harness.next_stamp(), TIMEOUT, log)
     assert det.header.frame_id == "lidar_top" and ns_of(det.header.stamp) == stamp
     names = [c.class_name for c in harness.rec.label_info[0].class_map]
     assert names[:2] == ["car", "truck"] and len(names) == 10
@@ -88,7 +79,7 @@ def test_outputs_topics_types_stamps_and_limits(setup):
 
 
 def test_weight_map_images_when_subscribed(setup):
-    harness, log, state = setup
+    harness, log = setup
     bev, cam0 = harness.rec.images["debug/weight_map/bev"], harness.rec.images["debug/weight_map/camera0"]
     stamp = recover(setup)
     harness.wait_for(lambda: any(ns_of(m.header.stamp) == stamp for m in bev) and
@@ -101,7 +92,7 @@ def test_weight_map_images_when_subscribed(setup):
 
 
 def test_diagnostics_report_fused_cameras_and_calibration(setup):
-    harness, log, _ = setup
+    harness, log = setup
     recover(setup)
     # Third frame of the module: two earlier sweeps are accumulated.
     status = harness.wait_status(lambda s: int(s.get("frames published", "0")) >= 3, 10, "diagnostics", log)
@@ -115,10 +106,9 @@ def test_diagnostics_report_fused_cameras_and_calibration(setup):
 
 
 def test_missing_camera_is_masked_not_fatal(setup):
-    harness, log, state = setup
+    harness, log = setup
     cam5 = harness.rec.images["debug/weight_map/camera5"]
-    stamp, _ = harness.publish_until_output(next_stamp(state), TIMEOUT, log, cameras=range(5))
-    state["stamp"] = stamp
+    stamp, _ = harness.publish_until_output(harness.next_stamp(), TIMEOUT, log, cameras=range(5))
     status = harness.wait_status(lambda s: s.get("camera5 CAM_BACK_RIGHT") in ("late", "missing"), 10,
                                  "camera5 masked in diagnostics", log)
     assert status["camera0 CAM_FRONT"] == "fused"
@@ -190,8 +180,8 @@ BAD_INPUTS = ["unknown image encoding", "image size differs from camera_info", "
 
 @pytest.mark.parametrize("kind", BAD_INPUTS)
 def test_bad_input_is_reported_and_next_good_frame_processed(setup, kind):
-    harness, log, state = setup
-    stamp = next_stamp(state)
+    harness, log = setup
+    stamp = harness.next_stamp()
     kwargs, topic, fragment, processed = _bad_frame(kind, harness, stamp)
     key = f"rejected {topic}"
     before = int(harness.last_status().get(key, "0 ").split(" ")[0]) if harness.rec.diagnostics else 0
@@ -208,7 +198,7 @@ def test_bad_input_is_reported_and_next_good_frame_processed(setup, kind):
 
 
 def test_out_of_order_stamps_rejected_then_recovered(setup):
-    harness, log, state = setup
+    harness, log = setup
     good = recover(setup)
     key = "rejected /rig/lidar/points"
     before = int(harness.last_status().get(key, "0 ").split(" ")[0])
@@ -220,9 +210,9 @@ def test_out_of_order_stamps_rejected_then_recovered(setup):
 
 
 def test_time_jump_back_resets_with_one_warning(setup):
-    harness, log, state = setup
+    harness, log = setup
     resets_before = int(harness.last_status()["time resets"])
-    state["stamp"] -= 100 * SEC
+    harness.last_stamp -= 100 * SEC
     stamp = recover(setup)
     assert int(harness.wait_status(lambda s: int(s["time resets"]) > resets_before, 10, "reset", log)
                ["time resets"]) == resets_before + 1
@@ -231,12 +221,12 @@ def test_time_jump_back_resets_with_one_warning(setup):
 
 
 def test_flood_of_clouds_counts_drops_and_keeps_publishing(setup):
-    harness, log, state = setup
+    harness, log = setup
     dropped_before = int(harness.last_status()["frames dropped"])
-    base = next_stamp(state)
+    base = harness.next_stamp()
     for k in range(40):
         harness.cloud_pub.publish(harness.cloud(base + k * SEC // 100))
-    state["stamp"] = base + 40 * SEC // 100
+    harness.last_stamp = base + 40 * SEC // 100
     harness.wait_status(lambda s: int(s["frames dropped"]) > dropped_before, 20, "dropped frames counted", log)
     recover(setup)
     assert log.proc.poll() is None

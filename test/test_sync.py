@@ -48,6 +48,7 @@ def test_timeout_masks_late_and_missing_cameras():
     sync.add_cloud(1000 * MS, "c", received_ns=0)
     assert sync.take(now_ns=29 * MS) is None
     frame = sync.take(now_ns=30 * MS)
+    assert frame.received_ns == 0
     assert frame.status == (CameraStatus.FUSED, CameraStatus.LATE, CameraStatus.MISSING)
     assert frame.images == ("ok", None, None)
     assert frame.image_stamps_ns == (1000 * MS, None, None)

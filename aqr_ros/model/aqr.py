@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import AqrConfig, ModelConfig
+from .transformer import Ffn
 
 __all__ = [
     "Projection",
@@ -211,26 +212,13 @@ class _AttentionSlot(nn.Module):
         self.attn = nn.MultiheadAttention(embed_dims, num_heads, batch_first=True)
 
 
-class _Ffn(nn.Module):
-    """mmcv FFN (Linear → ReLU → Linear) with its identity shortcut; names ``layers.0.0`` and ``layers.1``."""
-
-    def __init__(self, embed_dims: int, ffn_dim: int) -> None:
-        super().__init__()
-        self.layers = nn.Sequential(nn.Sequential(nn.Linear(embed_dims, ffn_dim), nn.ReLU()),
-                                    nn.Linear(ffn_dim, embed_dims))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """``x + layers(x)``."""
-        return x + self.layers(x)
-
-
 class _EncoderLayer(nn.Module):
     """Parameter container of the (cross_attn, norm, ffn, norm) PETR decoder layer."""
 
     def __init__(self, embed_dims: int, num_heads: int, ffn_dim: int) -> None:
         super().__init__()
         self.attentions = nn.ModuleList([_AttentionSlot(embed_dims, num_heads)])
-        self.ffns = nn.ModuleList([_Ffn(embed_dims, ffn_dim)])
+        self.ffns = nn.ModuleList([Ffn(embed_dims, ffn_dim)])
         self.norms = nn.ModuleList([nn.LayerNorm(embed_dims), nn.LayerNorm(embed_dims)])
 
 
@@ -270,7 +258,7 @@ class AqrWeightGenerator(nn.Module):
         # The layer's query is zero, so the attention query is query_pos and the residual vanishes.
         attended = gathered_attention(layer.attentions[0].attn, query_pos, memory + pos, memory, index, valid)
         hidden = layer.norms[0](attended)
-        hidden = layer.norms[1](layer.ffns[0](hidden))
+        hidden = layer.norms[1](hidden + layer.ffns[0](hidden))
         return self.encoder.post_norm(hidden)
 
     def forward(self, memory: Tensor, pos: Tensor, query_pos: Tensor, proj: Projection) -> Tensor:

@@ -182,8 +182,7 @@ class AqrCmt(nn.Module):
         with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
             x_bev = self._lidar_features(pts, timer)
             x_img = self._image_features(imgs, timer)
-            with maybe_stage(timer, "head"):
-                out = self.pts_bbox_head(x_bev, x_img, l2i[None], valid[None], timer=timer)
+            out = self.pts_bbox_head(x_bev, x_img, l2i[None], valid[None], timer=timer)
         with maybe_stage(timer, "decode"):
             decoded = decode_boxes(out.predictions, cfg.head)[0]
         return Detections(

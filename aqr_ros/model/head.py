@@ -96,7 +96,8 @@ class CmtHead(nn.Module):
         pc_range = cfg.lidar.point_cloud_range
         pad_shape = cfg.image.input_size
 
-        x = self.shared_conv(x_bev)
+        with maybe_stage(timer, "shared_conv"):
+            x = self.shared_conv(x_bev)
         x_img = torch.where(camera_valid.reshape(batch * views, 1, 1, 1), x_img, 0)
         eye = torch.eye(4, dtype=lidar2img.dtype, device=lidar2img.device)
         lidar2img = torch.where(camera_valid[..., None, None], lidar2img, eye)

@@ -70,8 +70,10 @@ class _CrossAttention(nn.Module):
         return self.attn(query, key, value, key_mask)
 
 
-class _Ffn(nn.Module):
-    """mmcv FFN without dropout: ``layers.0.0`` Linear → ReLU → ``layers.1`` Linear (residual outside)."""
+class Ffn(nn.Module):
+    """mmcv FFN without dropout: ``layers.0.0`` Linear → ReLU → ``layers.1`` Linear (residual outside).
+
+    Shared by the decoder layers and the AQR encoder layer, which use the same checkpoint names."""
 
     def __init__(self, embed_dims: int, ffn_dim: int) -> None:
         super().__init__()
@@ -89,7 +91,7 @@ class CmtDecoderLayer(nn.Module):
     def __init__(self, embed_dims: int, num_heads: int, ffn_dim: int) -> None:
         super().__init__()
         self.attentions = nn.ModuleList([_SelfAttention(embed_dims, num_heads), _CrossAttention(embed_dims, num_heads)])
-        self.ffns = nn.ModuleList([_Ffn(embed_dims, ffn_dim)])
+        self.ffns = nn.ModuleList([Ffn(embed_dims, ffn_dim)])
         self.norms = nn.ModuleList([nn.LayerNorm(embed_dims) for _ in range(3)])
 
     def forward(self, query: Tensor, query_pos: Tensor, key: Tensor, memory: Tensor,

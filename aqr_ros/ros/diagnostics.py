@@ -109,7 +109,8 @@ class FusionDiagnostics:
                            ("processing_time_ms", f"{frame.processing_ms:.1f}")]
                 values += [(f"stage {k} ms", f"{v:.1f}") for k, v in frame.stage_ms.items()]
                 if frame.processing_ms > self.max_processing_ms:
-                    problems.append((WARN, f"processing {frame.processing_ms:.0f} ms > {self.max_processing_ms:.0f} ms"))
+                    problems.append((WARN, f"processing {frame.processing_ms:.0f} ms > "
+                                           f"{self.max_processing_ms:.0f} ms"))
                 if frame.num_uncompensated:
                     problems.append((WARN, f"{frame.num_uncompensated} sweeps not motion-compensated"))
             values += [("frames published", str(self.frames_published)), ("frames skipped", str(self.frames_skipped)),

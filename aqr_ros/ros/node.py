@@ -36,7 +36,7 @@ from visualization_msgs.msg import MarkerArray
 from aqr_ros.model import ConfigError, ModelConfig, load_config
 from aqr_ros.model.timing import StageTimer
 from aqr_ros.pipeline.calibration import validate_intrinsics
-from aqr_ros.pipeline.frame import CameraCalibration, FrameAssembler
+from aqr_ros.pipeline.frame import CameraCalibration, FrameAssembler, FrameDetections
 from aqr_ros.ros.diagnostics import FrameReport, FusionDiagnostics
 from aqr_ros.ros.from_msg import (ConversionError, camera_info_intrinsics, compressed_to_bgr, image_to_bgr,
                                   pointcloud2_to_array)
@@ -47,7 +47,7 @@ from aqr_ros.ros.tf_source import TfSource, TfUnavailableError
 from aqr_ros.ros.to_msg import image_from_array
 
 if TYPE_CHECKING:
-    from aqr_ros.model import AqrCmt
+    from aqr_ros.model import AqrCmt, Detections
 
 NODE_NAME = "aqr_node"
 #: Seconds between two warnings about the same input topic.
@@ -115,7 +115,7 @@ class AqrNode(Node):
         self.device = resolve_device(p.model_device)
         self.model = load_model(self.model_config, p.model_checkpoint, self.device)
         if not p.model_checkpoint:
-            self.get_logger().warn("model.checkpoint is empty: RANDOM weights, detections are meaningless")
+            self.get_logger().warning("model.checkpoint is empty: RANDOM weights, detections are meaningless")
         self.assembler = FrameAssembler(self.model_config, p.lidar_axes, self.device, p.intensity_scale)
         self._warm_up(p.model_warmup_iters)
 
@@ -178,7 +178,11 @@ class AqrNode(Node):
         self.processing_time_pub = self.create_publisher(Float64, "~/debug/processing_time_ms", out_qos)
         self.latency_pub = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", out_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
-        self.label_info_pub.publish(build_label_info(self.model_config.head.class_names, p.score_threshold,
+        self._publish_label_info()
+
+    def _publish_label_info(self) -> None:
+        """Latched class map with the current score threshold."""
+        self.label_info_pub.publish(build_label_info(self.model_config.head.class_names, self.params.score_threshold,
                                                      Header(stamp=self.get_clock().now().to_msg())))
 
     def _make_subscriptions(self, views: int) -> None:
@@ -208,6 +212,8 @@ class AqrNode(Node):
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
         self.diag.max_processing_ms = self.params.max_processing_time_ms
+        if any(x.name == "score_threshold" for x in params):
+            self._publish_label_info()
         return SetParametersResult(successful=True)
 
     # --------------------------------------------------------------- callbacks
@@ -226,7 +232,7 @@ class AqrNode(Node):
         """Count a rejected input and warn (throttled per topic unless the reason changes)."""
         count = self.diag.reject(topic, reason)
         if self._due(topic, reason):
-            self.get_logger().warn(f"rejected input on {topic}: {reason} ({count} rejected so far on this topic)")
+            self.get_logger().warning(f"rejected input on {topic}: {reason} ({count} rejected so far on this topic)")
 
     def _on_cloud(self, msg: PointCloud2) -> None:
         result = self.sync.add_cloud(_stamp_ns(msg.header), msg, time.monotonic_ns())
@@ -235,7 +241,7 @@ class AqrNode(Node):
         elif result is Push.RESET:
             self._reset_pending.set()
             self.diag.resets += 1
-            self.get_logger().warn(f"time jumped back on {self.cloud_sub.topic_name} (bag loop?): "
+            self.get_logger().warning(f"time jumped back on {self.cloud_sub.topic_name} (bag loop?): "
                                    "resetting buffers, sweeps and tf cache")
 
     def _on_image(self, camera: int, msg: Any) -> None:
@@ -326,21 +332,44 @@ class AqrNode(Node):
                                 f"{MAX_POINT_RANGE_M:.0f} m)")
         return points
 
+    def _calibrate(self, images: Sequence[Optional[np.ndarray]],
+                   lidar_frame: str) -> tuple[list[Optional[CameraCalibration]], list[str]]:
+        """Per camera calibration (or None), and what is missing for cameras that delivered an image."""
+        calibs: list[Optional[CameraCalibration]] = []
+        missing: list[str] = []
+        for i, image in enumerate(images):
+            calib, state = self._calibration(i, lidar_frame)
+            self.diag.set_calibration(i, state)
+            calibs.append(calib)
+            if image is not None and calib is None:
+                missing.append(f"camera{i} ({state})")
+        return calibs, missing
+
+    def _lidar_pose(self, header: Header) -> Optional[np.ndarray]:
+        """LiDAR pose in ``tf.fixed_frame`` at the cloud stamp, None when disabled or unavailable."""
+        fixed = self.params.fixed_frame
+        if not fixed:
+            self.diag.set_lidar_pose("motion compensation disabled (tf.fixed_frame is empty)")
+            return None
+        lookup = self.tf.lookup(fixed, header.frame_id, Time.from_msg(header.stamp))
+        self.diag.set_lidar_pose("ok" if lookup.matrix is not None else lookup.reason)
+        return lookup.matrix
+
     def _process(self, bundle: FrameBundle) -> None:
+        """Convert, calibrate, infer and publish one synchronized frame (worker thread)."""
+        taken_ns = time.monotonic_ns()
         start = time.perf_counter()
         if self._reset_pending.is_set():
             self._reset_pending.clear()
             self.assembler.reset()
             self.tf.forget()
         p = self.params
-        cloud_msg: PointCloud2 = bundle.cloud
-        header = Header(stamp=cloud_msg.header.stamp, frame_id=cloud_msg.header.frame_id)
-        stages: dict[str, float] = {}
-        views = self.model_config.image.num_views
+        header = Header(stamp=bundle.cloud.header.stamp, frame_id=bundle.cloud.header.frame_id)
+        stages = {"wait": (taken_ns - bundle.received_ns) * 1e-6}  # cloud received -> processing starts
         dts = tuple(None if dt is None else dt * 1e-6 for dt in bundle.dt_ns)
 
         t0 = time.perf_counter()
-        points = self._decode_cloud(cloud_msg)
+        points = self._decode_cloud(bundle.cloud)
         images, states = self._decode_images(bundle)
         stages["convert"] = (time.perf_counter() - t0) * 1e3
         report = FrameReport(camera_state=tuple(states), camera_dt_ms=dts)
@@ -356,28 +385,14 @@ class AqrNode(Node):
             return
 
         t0 = time.perf_counter()
-        calibs: list[Optional[CameraCalibration]] = []
-        missing: list[str] = []
-        for i in range(views):
-            calib, state = self._calibration(i, header.frame_id)
-            self.diag.set_calibration(i, state)
-            calibs.append(calib)
-            if images[i] is not None and calib is None:
-                missing.append(f"camera{i} ({state})")
+        calibs, missing = self._calibrate(images, header.frame_id)
         if missing:
             reason = "calibration incomplete: " + "; ".join(missing)
             self.diag.frame_skipped(reason, report)
             if self._due("calibration", reason):
-                self.get_logger().warn(f"no output: {reason}")
+                self.get_logger().warning(f"no output: {reason}")
             return
-        pose = None
-        if p.fixed_frame:
-            lookup = self.tf.lookup(p.fixed_frame, header.frame_id, Time.from_msg(header.stamp))
-            pose = lookup.matrix
-            self.diag.set_lidar_pose("ok" if pose is not None else lookup.reason)
-        else:
-            self.diag.set_lidar_pose("motion compensation disabled (tf.fixed_frame is empty)")
-        self.assembler.push_cloud(points, bundle.stamp_ns * 1e-9, pose)
+        self.assembler.push_cloud(points, bundle.stamp_ns * 1e-9, self._lidar_pose(header))
         model_input = self.assembler.assemble(images, calibs)
         for i, issue in enumerate(model_input.camera_issues):
             if issue is not None:
@@ -403,15 +418,15 @@ class AqrNode(Node):
 
         total_ms = (time.perf_counter() - start) * 1e3
         self.processing_time_pub.publish(Float64(data=total_ms))
-        latency = (self.get_clock().now().nanoseconds - bundle.stamp_ns) * 1e-6
-        self.latency_pub.publish(Float64(data=latency))
+        self.latency_pub.publish(Float64(data=(self.get_clock().now().nanoseconds - bundle.stamp_ns) * 1e-6))
         self.diag.frame_done(FrameReport(
             camera_state=tuple(states), camera_dt_ms=dts, num_points=model_input.num_points,
             num_sweeps=model_input.num_sweeps, num_uncompensated=model_input.num_uncompensated,
             num_detections=len(frame), processing_ms=total_ms, stage_ms=stages))
 
     def _publish_weight_maps(self, bundle: FrameBundle, images: Sequence[Optional[np.ndarray]],
-                             valid: np.ndarray, det: Any, frame: Any, header: Header) -> None:
+                             valid: np.ndarray, det: Detections, frame: FrameDetections, header: Header) -> None:
+        """BEV picture (cloud header) and per-camera overlays (that image's header) for subscribed topics only."""
         if self.bev_pub.get_subscription_count() > 0:
             picture = self.assembler.bev_picture(det.bev_weight_map.numpy(), frame)
             self.bev_pub.publish(image_from_array(picture, "rgb8", header.frame_id, header.stamp))
@@ -439,7 +454,6 @@ class AqrNode(Node):
 def main(args: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ros2 run aqr_ros aqr_node``: exit code 1 with a fatal log when start-up fails."""
     rclpy.init(args=args)
-    node = None
     try:
         node = AqrNode()
     except (StartupError, ParameterError) as exc:

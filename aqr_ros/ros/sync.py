@@ -75,6 +75,8 @@ class FrameBundle(Generic[C, I]):
     dt_ns: tuple[Optional[int], ...]
     #: False when the frame is skipped (too few cameras); it is still returned for diagnostics.
     usable: bool
+    #: Receive-clock time of the cloud (the wait for cameras is the take time minus this).
+    received_ns: int = 0
 
     @property
     def camera_valid(self) -> tuple[bool, ...]:
@@ -100,7 +102,8 @@ class LidarTriggeredSync(Generic[C, I]):
     def __init__(self, config: SyncConfig) -> None:
         self.config = config
         self._cond = threading.Condition()
-        self._images: list[deque[tuple[int, Any]]] = [deque(maxlen=config.queue_size) for _ in range(config.num_cameras)]
+        self._images: list[deque[tuple[int, Any]]] = [deque(maxlen=config.queue_size)
+                                                      for _ in range(config.num_cameras)]
         self._pending: Optional[_Pending] = None
         self._last_cloud_ns: Optional[int] = None
         self.dropped = 0
@@ -196,4 +199,5 @@ class LidarTriggeredSync(Generic[C, I]):
             status=status,
             dt_ns=dts,
             usable=usable,
+            received_ns=pending.received_ns,
         )

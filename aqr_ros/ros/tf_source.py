@@ -57,7 +57,8 @@ class TfSource:
     def __init__(self, node: Node, refresh_period_s: float = 0.0, cache_time_s: float = 10.0) -> None:
         """``refresh_period_s`` > 0 re-reads cached extrinsics that old (in the node clock); 0 caches forever."""
         if tf2_ros is None:
-            raise TfUnavailableError("tf2_ros is not importable: install the tf2_ros package of your ROS 2 distribution")
+            raise TfUnavailableError("tf2_ros is not importable: install the tf2_ros package of your ROS 2 "
+                                     "distribution")
         self._node = node
         self._refresh_ns = int(refresh_period_s * 1e9)
         self.buffer = tf2_ros.Buffer(cache_time=Duration(seconds=cache_time_s))

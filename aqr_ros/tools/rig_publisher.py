@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="I", help="never publish camera I (0..5, model order); repeatable")
     parser.add_argument("--start-time", type=float, default=None,
                         help="stamp of the first LiDAR frame in seconds (default: the wall clock at start)")
+    parser.add_argument("--live-stamps", action="store_true",
+                        help="stamp with the playback clock (start + t / rate), like a live sensor, instead of "
+                             "rig time (start + t); the same unless --rate is not 1")
     parser.add_argument("--qos", choices=("reliable", "best_effort"), default="reliable",
                         help="reliability of the sensor topics (depth 5)")
     parser.add_argument("--prebuffer", type=float, default=None,
@@ -127,7 +130,8 @@ class RigPublisher(Node):
 
     def publish_ready(self, ready: _Ready, start_time: float) -> None:
         """Stamp and publish one event (and /clock first when enabled)."""
-        stamp = stamp_from_seconds(start_time + ready.t)
+        scale = self.options.rate if self.options.live_stamps else 1.0
+        stamp = stamp_from_seconds(start_time + ready.t / scale)
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=stamp))
         for header in ready.headers:

@@ -1,0 +1,76 @@
+"""Starting the node and the rig publisher as child processes (demo, node benchmark).
+
+They run as separate processes talking over real DDS on loopback, as they would on a vehicle.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from aqr_ros.tools.synthetic_rig import CAMERA_NAMES
+
+REPO = Path(__file__).resolve().parents[2]
+#: Fully qualified name of the node started by :func:`node_arguments`.
+NODE = "/aqr_node"
+
+
+def child_env(domain_id: int) -> tuple[dict[str, str], str]:
+    """Environment for the children: loopback DDS, the large-message profile, and a tf2_ros.
+
+    Where no ROS 2 install provides tf2_ros (the PyPI ROS wheels have none), the node gets the test
+    double from ``test/doubles``; the returned note says which one is used.
+    """
+    env = dict(os.environ)
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_data.xml"))
+    paths = [str(REPO)]
+    note = "tf2_ros from the ROS 2 install"
+    if importlib.util.find_spec("tf2_ros") is None:
+        paths.append(str(REPO / "test" / "doubles"))
+        note = "tf2_ros TEST DOUBLE from test/doubles (no ROS 2 install provides tf2_ros here)"
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env, note
+
+
+def node_arguments(params: Mapping[str, object], num_views: int) -> list[str]:
+    """``python`` arguments starting aqr_node with the shipped parameters, ``params`` overrides, and its
+    inputs remapped onto the rig publisher's topics."""
+    args = ["-m", "aqr_ros.ros.node", "--ros-args", "--params-file", str(REPO / "config" / "aqr.yaml")]
+    for name, value in params.items():
+        args += ["-p", f"{name}:={value}"]
+    args += ["-r", "~/input/pointcloud:=/lidar_top/points"]
+    for i, name in enumerate(CAMERA_NAMES[:num_views]):
+        args += ["-r", f"~/input/camera{i}/image:=/{name}/image_raw",
+                 "-r", f"~/input/camera{i}/camera_info:=/{name}/camera_info"]
+    return args
+
+
+def spawn(args: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.Popen:
+    """Start ``python args`` in its own process group, output to ``log``."""
+    with log.open("wb") as handle:
+        return subprocess.Popen([sys.executable, *args], env=dict(env), stdout=handle, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def stop(proc: subprocess.Popen | None) -> None:
+    """SIGINT, then SIGKILL of the whole process group (a subscriber can hang on SIGINT)."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=5)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=5)

@@ -1,0 +1,85 @@
+"""Launch the aqr_ros detector node (and optionally rviz2) on a vehicle or with a bag.
+
+    ros2 launch aqr_ros aqr.launch.py checkpoint:=/path/to/aqr_cmt.pth device:=cuda rviz:=true
+
+Every input is remapped from the node's ``~/input/...`` names: the LiDAR from ``lidar_topic``, camera i from
+``<camera_namespaces[i]>/<image_suffix>`` and ``<camera_namespaces[i]>/camera_info`` (image_pipeline layout).
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+DEFAULT_CAMERAS = "/cam_front,/cam_front_right,/cam_front_left,/cam_back,/cam_back_left,/cam_back_right"
+
+
+def _share(*parts: str) -> str:
+    return os.path.join(get_package_share_directory("aqr_ros"), *parts)
+
+
+def camera_remaps(camera_namespaces: str, image_suffix: str, compressed: bool) -> list[tuple[str, str]]:
+    """Remappings of ``~/input/camera{i}/...`` for a comma-separated list of camera namespaces."""
+    names = [n.strip().rstrip("/") for n in camera_namespaces.strip("[] ").split(",") if n.strip()]
+    image = "image/compressed" if compressed else "image"
+    suffix = f"{image_suffix}/compressed" if compressed else image_suffix
+    remaps = []
+    for i, ns in enumerate(names):
+        remaps.append((f"~/input/camera{i}/{image}", f"{ns}/{suffix}"))
+        remaps.append((f"~/input/camera{i}/camera_info", f"{ns}/camera_info"))
+    return remaps
+
+
+def _node(context: LaunchContext) -> list[Node]:
+    def value(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    overrides: dict = {"use_sim_time": value("use_sim_time").lower() == "true"}
+    if value("checkpoint"):
+        overrides["model.checkpoint"] = value("checkpoint")
+    if value("device"):
+        overrides["model.device"] = value("device")
+    if value("model_config"):
+        overrides["model.config"] = value("model_config")
+    compressed = value("compressed").lower() == "true"
+    overrides["input.compressed_images"] = compressed
+    remaps = [("~/input/pointcloud", value("lidar_topic"))]
+    remaps += camera_remaps(value("camera_namespaces"), value("image_suffix"), compressed)
+    return [Node(
+        package="aqr_ros", executable="aqr_node", name="aqr_node", namespace=value("namespace"),
+        parameters=[value("params_file"), overrides], remappings=remaps, output="screen",
+        arguments=["--ros-args", "--log-level", value("log_level")],
+    )]
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Arguments, the Fast DDS large-data profile, the node and (optionally) rviz2."""
+    args = [
+        DeclareLaunchArgument("params_file", default_value=_share("config", "aqr.yaml"),
+                              description="node parameter file"),
+        DeclareLaunchArgument("checkpoint", default_value="", description="checkpoint path (empty: from params_file)"),
+        DeclareLaunchArgument("model_config", default_value="", description="model config name or YAML path"),
+        DeclareLaunchArgument("device", default_value="", description="auto | cpu | cuda | cuda:N (empty: params)"),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
+        DeclareLaunchArgument("lidar_topic", default_value="/lidar_top/points", description="PointCloud2 input"),
+        DeclareLaunchArgument("camera_namespaces", default_value=DEFAULT_CAMERAS,
+                              description="comma-separated camera namespaces in model view order"),
+        DeclareLaunchArgument("image_suffix", default_value="image_raw", description="image topic in each namespace"),
+        DeclareLaunchArgument("compressed", default_value="false", description="subscribe to .../compressed"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
+        DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 with config/aqr.rviz"),
+        DeclareLaunchArgument("log_level", default_value="info", description="node log level"),
+    ]
+    rviz = Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", _share("config", "aqr.rviz")],
+                parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
+                condition=IfCondition(LaunchConfiguration("rviz")), output="log")
+    return LaunchDescription([
+        *args,
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", _share("config", "fastdds_large_data.xml")),
+        OpaqueFunction(function=_node),
+        rviz,
+    ])

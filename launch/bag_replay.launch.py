@@ -1,0 +1,52 @@
+"""Replay a bag through the aqr_ros node with simulated time and rviz2.
+
+    ros2 launch aqr_ros bag_replay.launch.py bag:=/path/to/bag checkpoint:=/path/to/aqr_cmt.pth
+
+Starts ``ros2 bag play --clock`` after ``start_delay`` seconds (time for the model to load and warm up), and
+``aqr.launch.py`` with ``use_sim_time:=true``; other arguments are passed through to it.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, TimerAction
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+
+PASSED_THROUGH = ("params_file", "checkpoint", "model_config", "device", "namespace", "lidar_topic",
+                  "camera_namespaces", "image_suffix", "compressed", "log_level")
+
+
+def generate_launch_description() -> LaunchDescription:
+    """The bag player (with /clock) plus the node and rviz2 on simulated time."""
+    share = get_package_share_directory("aqr_ros")
+    node_launch = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(os.path.join(share, "launch", "aqr.launch.py")),
+        launch_arguments={"use_sim_time": "true", "rviz": LaunchConfiguration("rviz"),
+                          **{name: LaunchConfiguration(name) for name in PASSED_THROUGH}}.items(),
+    )
+    play = ExecuteProcess(
+        cmd=["ros2", "bag", "play", "--clock", "--rate", LaunchConfiguration("rate"), LaunchConfiguration("bag")],
+        output="screen",
+    )
+    return LaunchDescription([
+        DeclareLaunchArgument("bag", description="rosbag2 folder or file to play"),
+        DeclareLaunchArgument("rate", default_value="1.0", description="playback rate"),
+        DeclareLaunchArgument("start_delay", default_value="5.0", description="seconds before playback starts"),
+        DeclareLaunchArgument("rviz", default_value="true", description="start rviz2"),
+        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "aqr.yaml")),
+        DeclareLaunchArgument("checkpoint", default_value=""),
+        DeclareLaunchArgument("model_config", default_value=""),
+        DeclareLaunchArgument("device", default_value=""),
+        DeclareLaunchArgument("namespace", default_value=""),
+        DeclareLaunchArgument("lidar_topic", default_value="/lidar_top/points"),
+        DeclareLaunchArgument("camera_namespaces",
+                              default_value="/cam_front,/cam_front_right,/cam_front_left,/cam_back,/cam_back_left,"
+                                            "/cam_back_right"),
+        DeclareLaunchArgument("image_suffix", default_value="image_raw"),
+        DeclareLaunchArgument("compressed", default_value="false"),
+        DeclareLaunchArgument("log_level", default_value="info"),
+        node_launch,
+        TimerAction(period=LaunchConfiguration("start_delay"), actions=[play]),
+    ])

@@ -1,0 +1,81 @@
+"""Launch files and the rviz layout: static checks here, the launch descriptions where launch_ros exists."""
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_FILES = ("aqr.launch.py", "bag_replay.launch.py")
+
+
+def _declared_arguments(path: Path) -> set[str]:
+    """Names passed to DeclareLaunchArgument in a launch file (read from its syntax tree)."""
+    tree = ast.parse(path.read_text())
+    return {call.args[0].value for call in ast.walk(tree)
+            if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "DeclareLaunchArgument"
+            and call.args and isinstance(call.args[0], ast.Constant)}
+
+
+def test_launch_files_declare_the_documented_arguments():
+    node_args = _declared_arguments(REPO / "launch" / "aqr.launch.py")
+    assert {"params_file", "checkpoint", "device", "namespace", "lidar_topic", "camera_namespaces", "image_suffix",
+            "use_sim_time", "rviz", "log_level"} <= node_args
+    bag_args = _declared_arguments(REPO / "launch" / "bag_replay.launch.py")
+    assert {"bag", "rate", "start_delay", "rviz", "checkpoint"} <= bag_args
+    text = (REPO / "launch" / "bag_replay.launch.py").read_text()
+    assert '"--clock"' in text and '"use_sim_time": "true"' in text
+    assert "fastdds_large_data.xml" in (REPO / "launch" / "aqr.launch.py").read_text()
+
+
+def test_rviz_layout_shows_cloud_detections_and_seven_weight_maps():
+    layout = yaml.safe_load((REPO / "config" / "aqr.rviz").read_text())
+    manager = layout["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == "lidar_top"
+    displays = manager["Displays"]
+    classes = [d["Class"] for d in displays]
+    assert "rviz_default_plugins/PointCloud2" in classes and "rviz_default_plugins/MarkerArray" in classes
+    assert "vision_msgs_rviz_plugins/Detection3DArray" in classes
+    topics = [d["Topic"]["Value"] for d in displays if d["Class"] == "rviz_default_plugins/Image"]
+    assert topics == ["/aqr_node/debug/weight_map/bev"] + [f"/aqr_node/debug/weight_map/camera{i}" for i in range(6)]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name.replace(".", "_"), REPO / "launch" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_launch_descriptions_build_with_launch_ros():
+    pytest.importorskip("launch", reason="the ROS 2 'launch' package is not installed (no ROS 2 distribution here)")
+    pytest.importorskip("launch_ros", reason="'launch_ros' is not installed (no ROS 2 distribution here)")
+    pytest.importorskip("ament_index_python", reason="'ament_index_python' is not installed")
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+
+    try:
+        get_package_share_directory("aqr_ros")
+    except PackageNotFoundError:
+        pytest.skip("aqr_ros is not installed in an ament prefix (run colcon build and source install/setup.bash)")
+    node_launch = _load("aqr.launch.py")
+    remaps = node_launch.camera_remaps("/a,/b/", "image_rect", compressed=False)
+    assert remaps[:2] == [("~/input/camera0/image", "/a/image_rect"), ("~/input/camera0/camera_info", "/a/camera_info")]
+    assert remaps[2] == ("~/input/camera1/image", "/b/image_rect")
+    compressed = node_launch.camera_remaps("/a", "image_raw", compressed=True)
+    assert compressed[0] == ("~/input/camera0/image/compressed", "/a/image_raw/compressed")
+    for name in LAUNCH_FILES:
+        description = _load(name).generate_launch_description()
+        declared = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
+        assert "checkpoint" in declared
+    context = LaunchContext()
+    description = node_launch.generate_launch_description()
+    for entity in description.entities:
+        if isinstance(entity, DeclareLaunchArgument):
+            entity.visit(context)
+    opaque = next(e for e in description.entities if isinstance(e, OpaqueFunction))
+    (node,) = opaque.execute(context)
+    assert node.node_executable == "aqr_node"

@@ -1,0 +1,46 @@
+"""The real cmt_aqr_voxel0100_r50_800x320 configuration through the node process (random weights, CPU).
+
+One frame of the harness rig (half-resolution 800x450 images) must come out as detections, markers and
+weight-map images of the full-size model: 900 queries, a 128x128 BEV map and 20x50 camera maps.
+"""
+
+import pytest
+
+from node_harness import SEC, RigHarness, node_command, ns_of, rig_remaps, start_node, stop_node
+
+pytestmark = pytest.mark.ros
+
+DOMAIN_ID = 64
+START_NS = 1_750_000_000 * SEC
+TIMEOUT = 300.0
+
+
+def test_real_config_end_to_end():
+    params = {"model.config": "cmt_aqr_voxel0100_r50_800x320", "model.device": "cpu", "model.warmup_iters": 0,
+              "max_detections": 50, "score_threshold": 0.0, "diag.period": 0.5}
+    log = start_node(node_command("", params, rig_remaps()), DOMAIN_ID)
+    harness = RigHarness(DOMAIN_ID, "")
+    try:
+        harness.subscribe_image("debug/weight_map/bev")
+        harness.subscribe_image("debug/weight_map/camera3")
+        harness.publish_static_tf()
+        harness.wait_for(lambda: bool(harness.rec.label_info), TIMEOUT, "label_info (node start-up)", log)
+        stamp, det = harness.publish_until_output(START_NS, TIMEOUT, log, period_ns=SEC)
+        assert det.header.frame_id == "lidar_top" and ns_of(det.header.stamp) == stamp
+        assert len(det.detections) == 50  # threshold 0: the count limit applies
+        scores = [d.results[0].hypothesis.score for d in det.detections]
+        assert scores == sorted(scores, reverse=True)
+        assert all(0 <= int(d.id) < 900 for d in det.detections)
+        bev, cam = harness.rec.images["debug/weight_map/bev"], harness.rec.images["debug/weight_map/camera3"]
+        harness.wait_for(lambda: any(ns_of(m.header.stamp) == stamp for m in bev) and
+                         any(ns_of(m.header.stamp) == stamp for m in cam), 30, "weight maps", log)
+        b = next(m for m in bev if ns_of(m.header.stamp) == stamp)
+        assert (b.width, b.height) == (4 * 128, 4 * 128)  # 128x128 BEV map drawn at 4 px per cell
+        c = next(m for m in cam if ns_of(m.header.stamp) == stamp)
+        assert (c.width, c.height, c.header.frame_id) == (800, 450, "cam_back_optical")
+        status = harness.wait_status(lambda s: s.get("frames published", "0") != "0", 30, "diagnostics", log)
+        assert all(status[f"camera{i} calibration"] == "ok" for i in range(6))
+        assert float(status["stage model ms"]) > 0
+    finally:
+        harness.close()
+        stop_node(log)
