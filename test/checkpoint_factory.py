@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -82,21 +82,11 @@ def synthetic_state_dict(
 
 
 def write_synthetic_checkpoint(
-    path: str | Path,
-    manifest: Mapping[str, Sequence[int]],
-    *,
-    seed: int = 0,
-    variant: str = "A",
-    spconv1: bool = False,
-    drop_keys: Sequence[str] = (),
-    reshape_key: str | None = None,
-    extra_keys: Sequence[str] = (),
+    path: str | Path, manifest: Mapping[str, Sequence[int]], **defects: Any
 ) -> "OrderedDict[str, Tensor]":
-    """Write :func:`synthetic_state_dict` as an mmcv-layout ``.pth`` (``{'meta', 'state_dict'}``); return the state dict."""
-    state = synthetic_state_dict(
-        manifest, seed=seed, variant=variant, spconv1=spconv1,
-        drop_keys=drop_keys, reshape_key=reshape_key, extra_keys=extra_keys,
-    )
+    """Write :func:`synthetic_state_dict` (same keyword options) as an mmcv-layout ``.pth``
+    (``{'meta', 'state_dict'}``); return the state dict."""
+    state = synthetic_state_dict(manifest, **defects)
     meta = {"CLASSES": CLASSES, "mmdet3d_version": "1.0.0rc5", "epoch": 1}
     torch.save({"meta": meta, "state_dict": state}, Path(path))
     return state

@@ -113,8 +113,11 @@ class OutputLog:
         self._thread.start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+        try:
+            for line in self.proc.stdout:
+                self.lines.append(line.rstrip("\n"))
+        except (ValueError, OSError):  # the pipe was closed by stop_node after a timed-out join
+            return
 
     def text(self) -> str:
         """Everything printed so far."""

@@ -60,10 +60,13 @@ def test_markers_per_detection_with_fixed_colours_and_labels():
     assert by_ns["labels"][0].type == Marker.TEXT_VIEW_FACING
     assert by_ns["labels"][0].text == "car 0.83 L:0.71 C:0.55"
     assert by_ns["labels"][0].pose.position.z > car.pose.position.z + 0.75
-    edges = by_ns["edges"][0]
-    assert edges.type == Marker.LINE_LIST and len(edges.points) == 24
-    xs = [p.x for p in edges.points]
+    (edges,) = by_ns["edges"]
+    assert edges.type == Marker.LINE_LIST and edges.id == 0 and len(edges.points) == 48
+    xs = [p.x for p in edges.points[:24]]  # the car's 12 edges come first
     assert min(xs) == pytest.approx(8.0) and max(xs) == pytest.approx(12.0)
+    car_edge, ped_edge = edges.colors[0], edges.colors[24]
+    assert (car_edge.r, car_edge.g, car_edge.b) == pytest.approx(CLASS_COLOURS["car"])
+    assert (ped_edge.r, ped_edge.g, ped_edge.b) == pytest.approx(CLASS_COLOURS["pedestrian"])
     heading = by_ns["heading"][0]
     assert heading.type == Marker.ARROW
     assert heading.points[1].x > heading.points[0].x and heading.points[1].y == pytest.approx(0.0, abs=1e-9)

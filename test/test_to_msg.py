@@ -76,6 +76,13 @@ def test_pointcloud2_any_layout_big_endian_subarrays_and_organized() -> None:
         np.testing.assert_array_equal(decoded[name], arr[name])
 
 
+def test_pointcloud2_empty_cloud_keeps_its_fields() -> None:
+    msg = pointcloud2_from_structured(np.zeros(0, POINT_DTYPE), "lidar_top", 1.0)
+    assert (msg.width, msg.height, len(msg.data)) == (0, 1, 0)
+    assert [f.name for f in msg.fields] == ["x", "y", "z", "intensity", "ring", "time"]
+    assert msg.point_step == POINT_DTYPE.itemsize
+
+
 def test_pointcloud2_density_and_errors(sweep: np.ndarray) -> None:
     broken = sweep[:10].copy()
     broken["z"][3] = np.nan

@@ -48,7 +48,7 @@ def _header(frame_id: str, stamp: Stamp) -> Header:
 def _bytes_of(buffer: np.ndarray) -> array.array:
     """The bytes of a C-contiguous array as the ``array('B')`` rclpy stores for uint8[] fields (one copy)."""
     data = array.array("B")
-    data.frombytes(memoryview(np.ascontiguousarray(buffer)).cast("B"))
+    data.frombytes(np.ascontiguousarray(buffer).view(np.uint8).reshape(-1).data)
     return data
 
 

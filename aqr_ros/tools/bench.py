@@ -191,6 +191,11 @@ def bench_aqr(cfg: ModelConfig, devices: Sequence[torch.device], query_counts: S
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (``aqr_bench``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["node"]:
+        from aqr_ros.tools.bench_node import main as node_main
+
+        return node_main(argv[1:])
     parser = argparse.ArgumentParser(prog="aqr_bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     default_devices = "cpu,cuda" if torch.cuda.is_available() else "cpu"
@@ -204,13 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.choices["model"].add_argument("--checkpoint", default=None, help="checkpoint (default: random weights)")
     sub.choices["model"].add_argument("--precisions", default="fp32,fp16")
     sub.choices["aqr"].add_argument("--queries", default="900,1730")
-    node = sub.add_parser("node", add_help=False)
-    node.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("node", help="the node end to end (options: aqr_bench node --help)")
     args = parser.parse_args(argv)
-    if args.what == "node":
-        from aqr_ros.tools.bench_node import main as node_main
-
-        return node_main(args.rest)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
