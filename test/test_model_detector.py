@@ -14,6 +14,7 @@ import torch
 
 from aqr_ros.model import AqrCmt, load_config
 from aqr_ros.model.checkpoint import CheckpointError, export_safetensors, read_checkpoint
+from aqr_ros.tools import checkpoint as checkpoint_tool
 from aqr_ros.tools.rig_inputs import rig_model_input
 from aqr_ros.tools.synthetic_rig import SyntheticRig
 from checkpoint_factory import load_manifest, write_synthetic_checkpoint
@@ -43,7 +44,7 @@ def test_state_dict_is_the_checkpoint_manifest(model):
     assert len(manifest) == 708
 
 
-def test_loads_an_mmdet3d_checkpoint_strictly(tmp_path):
+def test_loads_an_mmdet3d_checkpoint_strictly(tmp_path, capsys):
     path = tmp_path / "epoch_1.pth"
     written = write_synthetic_checkpoint(path, load_manifest(), seed=5, spconv1=True)
     loaded = AqrCmt.from_checkpoint(path, config=CONFIG)
@@ -56,6 +57,9 @@ def test_loads_an_mmdet3d_checkpoint_strictly(tmp_path):
         assert torch.equal(state[key], value), key
     kernel = state["pts_bbox_head.weight_renderer.gaussian_kernel"]
     assert kernel.shape == (7, 7) and abs(float(kernel.sum()) - 1.0) < 1e-6
+
+    assert checkpoint_tool.main(["inspect", str(path), "--config", CONFIG]) == 0
+    assert "model match: yes" in capsys.readouterr().out
 
     exported = tmp_path / "epoch_1.safetensors"
     export_safetensors(read_checkpoint(path), exported, CONFIG)

@@ -126,18 +126,6 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     aqr: AqrConfig = field(default_factory=AqrConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (lists for tuples), the inverse of :func:`config_from_dict`."""
-        return _plain(dataclasses.asdict(self))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
-    return value
-
 
 _SECTIONS = {"lidar": LidarConfig, "image": ImageConfig, "head": HeadConfig, "aqr": AqrConfig}
 
