@@ -23,6 +23,8 @@ from aqr_ros.model.aqr import (
     project_reference_points,
 )
 from aqr_ros.model.config import AqrConfig, load_config
+from aqr_ros.tools.rig_inputs import rig_model_input
+from aqr_ros.tools.synthetic_rig import SyntheticRig
 
 CFG = load_config("cmt_aqr_voxel0100_r50_800x320")
 BEV = (128, 128)
@@ -165,6 +167,26 @@ def test_renderer_is_differentiable() -> None:
     assert camera_w.grad[0, 0].item() == pytest.approx(kept_sum, abs=1e-6)
     assert 0 < camera_w.grad[0, 1].item() < kept_sum  # clipped at the corner
     assert 0 < camera_w.grad[0, 2].item() < kept_sum
+
+
+def test_query_threshold_compares_like_the_original_python_float() -> None:
+    # The original reads each weight with .item() and skips it when `weight < 0.01` in double precision,
+    # so float32(0.01) = 0.0099999998 is skipped while the next float32 up is rendered (§6.6).
+    renderer = WeightRenderer(AqrConfig(postprocess_perspective=False), BEV, PERS)
+    q = 10  # piled up on one cell so the BEV centre survives the 0.01 map threshold
+    proj = make_projection(torch.tensor([[40, 40]]).expand(1, q, 2), torch.tensor([[2, 10, 25]]).expand(1, q, 3))
+    w = torch.full((1, q), 0.01, dtype=torch.float32)
+    assert w[0, 0].item() < 0.01
+    bev, pers = renderer(w, w, proj)
+    bev_ref, pers_ref = renderer.render_reference(w, w, proj)
+    assert bev.abs().max().item() == 0.0 and pers.abs().max().item() == 0.0
+    assert torch.equal(bev, bev_ref) and torch.equal(pers, pers_ref)
+    w_up = torch.nextafter(w, torch.ones_like(w))
+    assert w_up[0, 0].item() >= 0.01
+    bev, pers = renderer(w_up, w_up, proj)
+    bev_ref, pers_ref = renderer.render_reference(w_up, w_up, proj)
+    assert bev[0, 40, 40].item() > 0.0 and pers[0, 2, 10, 25].item() > 0.0
+    assert torch.allclose(bev, bev_ref, atol=1e-7, rtol=0) and torch.allclose(pers, pers_ref, atol=1e-7, rtol=0)
 
 
 # --------------------------------------------------------------------------------------------- modulator
@@ -396,3 +418,16 @@ def test_gradients_reach_the_generator_through_the_renderer() -> None:
                  "encoder.layers.0.ffns.0.layers.0.0.weight"):
         grad = dict(gen.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_projection_ignores_autocast():
+    """Mixed precision must not move queries between cells: the projection always runs in float32."""
+    cfg = load_config("cmt_aqr_voxel0100_r50_800x320")
+    gen = torch.Generator().manual_seed(7)
+    ref = torch.rand(1, 900, 3, generator=gen)
+    lidar2img = rig_model_input(SyntheticRig(seed=0), cfg, frame_index=0).lidar2img[None]
+    exact = project_reference_points(ref, lidar2img, cfg)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = project_reference_points(ref, lidar2img, cfg)
+    for name in ("bev_rc", "bev_index", "pers_vhw", "pers_index"):
+        assert torch.equal(getattr(mixed, name), getattr(exact, name)), name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import yaml
@@ -19,7 +20,7 @@ def target_dict() -> dict:
 
 
 def test_shipped_configs_load_with_their_settings():
-    assert {TARGET, f"{TARGET}_clamp2.5_res0.6"} <= set(available_configs())
+    assert {TARGET, f"{TARGET}_clamp2.5_res0.6", f"{TARGET}_original"} <= set(available_configs())
     cfg = load_config(TARGET)
     assert cfg.lidar.grid_size == (1080, 1080, 40)  # the voxel grid, while sparse_shape stays 1024
     assert cfg.lidar.sparse_shape == (41, 1024, 1024) and cfg.lidar.bev_shape == (128, 128)
@@ -30,6 +31,9 @@ def test_shipped_configs_load_with_their_settings():
     fixed = load_config(f"{TARGET}_clamp2.5_res0.6")
     assert (fixed.aqr.max_weight_clamp, fixed.aqr.residual_weight) == (2.5, 0.6)
     assert fixed.lidar == cfg.lidar and fixed.head == cfg.head
+    original = load_config(f"{TARGET}_original")  # the 1.5/0.7 run as trained, with the camera-map bug
+    assert original.aqr.postprocess_perspective is False
+    assert original.aqr == dataclasses.replace(cfg.aqr, postprocess_perspective=False)
 
 
 def test_load_by_path(tmp_path, target_dict):

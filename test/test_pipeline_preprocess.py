@@ -117,13 +117,13 @@ def test_points_to_tensor():
         points_to_tensor(np.zeros((3, 4)), "cpu")
 
 
-def test_lidar2img_tensor_uses_identity_for_absent_cameras():
-    P = np.arange(16, dtype=np.float64).reshape(4, 4) + 0.25
+def test_lidar2img_tensor_keeps_float64_and_uses_identity_for_absent_cameras():
+    P = np.arange(16, dtype=np.float64).reshape(4, 4) + 0.1  # 0.1 is not exact in float32
     t = lidar2img_tensor([P, None, 2 * P], "cpu")
-    assert t.shape == (3, 4, 4) and t.dtype == torch.float32
-    np.testing.assert_allclose(t[0].numpy(), P)
+    assert t.shape == (3, 4, 4) and t.dtype == torch.float64
+    np.testing.assert_array_equal(t[0].numpy(), P)
     np.testing.assert_array_equal(t[1].numpy(), np.eye(4))
-    np.testing.assert_allclose(t[2].numpy(), 2 * P)
+    np.testing.assert_array_equal(t[2].numpy(), 2 * P)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

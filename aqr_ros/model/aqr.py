@@ -50,12 +50,19 @@ def project_reference_points(ref: Tensor, lidar2img: Tensor, cfg: ModelConfig,
     """Project raw (unclamped) reference points [B, Q, 3] to BEV cells and camera feature cells (§6.2).
 
     ``lidar2img`` [B, V, 4, 4] includes the resize/crop; views with ``camera_valid`` False never see a query.
+    Runs in float32 outside autocast: fp16 pixel coordinates would move queries between cells.
     """
+    with torch.autocast(ref.device.type, enabled=False):
+        return _project(ref.float(), lidar2img.float(), cfg, camera_valid)
+
+
+def _project(ref: Tensor, lidar2img: Tensor, cfg: ModelConfig, camera_valid: Tensor | None) -> Projection:
+    """The float32 body of :func:`project_reference_points`."""
     lo = cfg.lidar.point_cloud_range
     span = [lo[i + 3] - lo[i] for i in range(3)]
     points = torch.stack([ref[..., i] * span[i] + lo[i] for i in range(3)], dim=-1)  # metres, float32 op order
     homog = torch.cat((points, torch.ones_like(points[..., :1])), dim=-1)
-    pts = torch.einsum("bvji,bni->bvnj", lidar2img.to(homog.dtype), homog)  # [B, V, Q, 4]
+    pts = torch.einsum("bvji,bni->bvnj", lidar2img, homog)  # [B, V, Q, 4]
     depth = pts[..., 2].clamp(1e-5, 99999)
     u, v = pts[..., 0] / depth, pts[..., 1] / depth
     img_h, img_w = cfg.image.input_size
@@ -312,7 +319,12 @@ class WeightRenderer(nn.Module):
         width = max(bev_w, feat_w)
         block = half + feat_h
         height = bev_h + views * block
-        thr = self.cfg.min_weight_threshold
+        # The original skips a query when `w.item() < threshold` in double precision; on float32 weights the
+        # same decision is `w >= the smallest float32 not below the threshold` (float32(0.01) is below 0.01).
+        thr32 = torch.tensor(self.cfg.min_weight_threshold, dtype=torch.float32)
+        if thr32.item() < self.cfg.min_weight_threshold:
+            thr32 = torch.nextafter(thr32, torch.tensor(float("inf")))
+        thr = thr32.item()
 
         lidar_w, camera_w = lidar_w.clamp(0.0, 1.0), camera_w.clamp(0.0, 1.0)
         row, col = proj.bev_rc.unbind(-1)

@@ -164,7 +164,7 @@ class AqrCmt(nn.Module):
         num_views = cfg.image.num_views
         pts = _as_tensor(points, dev, torch.float32).reshape(-1, cfg.lidar.num_point_features)
         imgs = _as_tensor(images, dev, torch.float32)
-        l2i = _as_tensor(lidar2img, dev, torch.float32)
+        l2i = _as_tensor(lidar2img, dev, torch.float64)  # inverted in float64 by the head, as the original
         expected_img = (num_views, 3, *cfg.image.input_size)
         if tuple(imgs.shape) != expected_img:
             raise ValueError(f"images: expected shape {expected_img}, got {tuple(imgs.shape)}")

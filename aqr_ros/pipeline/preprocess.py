@@ -144,8 +144,10 @@ def points_to_tensor(points: np.ndarray, device: torch.device | str) -> torch.Te
 
 
 def lidar2img_tensor(matrices: Sequence[np.ndarray | None], device: torch.device | str) -> torch.Tensor:
-    """[V, 4, 4] float32 on ``device`` from per-camera 4x4 matrices (float64 is fine); None gives the identity."""
-    stacked = np.tile(np.eye(4, dtype=np.float32), (len(matrices), 1, 1))
+    """[V, 4, 4] float64 on ``device`` from per-camera 4x4 matrices; None gives the identity.
+
+    Kept in float64 so the model inverts the exact matrices, as the original did before casting to float32."""
+    stacked = np.tile(np.eye(4, dtype=np.float64), (len(matrices), 1, 1))
     for view, matrix in enumerate(matrices):
         if matrix is not None:
             stacked[view] = np.asarray(matrix, dtype=np.float64).reshape(4, 4)
