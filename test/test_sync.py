@@ -149,3 +149,21 @@ def test_config_validation_names_the_field():
         SyncConfig(num_cameras=6, offsets_ns=(0, 0))
     with pytest.raises(ValueError, match="queue_size"):
         SyncConfig(queue_size=0)
+
+
+def test_best_match_survives_newer_images_arriving_before_the_worker_takes_the_frame():
+    # A 30 Hz camera keeps publishing while the worker is busy with the previous frame: the image that
+    # matches the pending cloud must not be pushed out of the 2-deep buffer and replaced by a later one.
+    sync = make(num_cameras=1, queue_size=2, max_delay_ns=100 * MS, wait_timeout_ns=50 * MS)
+    sync.add_image(0, 967 * MS, "before")
+    sync.add_image(0, 1000 * MS, "match")
+    sync.add_cloud(1000 * MS, "c", received_ns=0)  # decided now, but the worker is busy
+    sync.add_image(0, 1033 * MS, "later1")
+    sync.add_image(0, 1067 * MS, "later2")
+    frame = sync.take(now_ns=80 * MS)
+    assert frame.images == ("match",)
+    assert frame.image_stamps_ns == (1000 * MS,)
+    assert frame.dt_ns == (0,)
+    # The buffer itself stays bounded and the next cloud matches the newest images.
+    sync.add_cloud(1067 * MS, "c2", received_ns=90 * MS)
+    assert sync.take(now_ns=90 * MS).images == ("later2",)

@@ -1,8 +1,9 @@
 """LiDAR-triggered synchronization of one cloud with N cameras on integer nanosecond stamps.
 
 ROS-free (no rclpy import) so it is unit-tested on its own. Callbacks only call ``add_cloud`` /
-``add_image``; the worker calls ``wait_frame`` and gets the newest cloud with, per camera, the
-buffered image closest to ``cloud stamp + offset`` or a mask when none is close enough.
+``add_image``; the worker calls ``wait_frame`` and gets the newest cloud with, per camera, the image
+closest to ``cloud stamp + offset`` among those buffered or received since the cloud (remembered even
+when newer images have pushed it out of the small buffer), or a mask when none is close enough.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class _Pending:
     stamp_ns: int
     cloud: Any
     received_ns: int
+    #: Per camera, the closest (stamp, image) seen since the cloud arrived; kept here so images arriving
+    #: while the worker is busy cannot push the best match out of the small per-camera buffer.
+    best: list[Optional[tuple[int, Any]]]
 
 
 class LidarTriggeredSync(Generic[C, I]):
@@ -121,7 +125,10 @@ class LidarTriggeredSync(Generic[C, I]):
                 result = Push.RESET
             if self._pending is not None:
                 self.dropped += 1
-            self._pending = _Pending(stamp_ns, cloud, received_ns)
+            self._pending = _Pending(stamp_ns, cloud, received_ns, [None] * self.config.num_cameras)
+            for cam, buf in enumerate(self._images):
+                for item in buf:
+                    self._offer_locked(cam, item)
             self._last_cloud_ns = stamp_ns
             self._cond.notify_all()
             return result
@@ -135,8 +142,11 @@ class LidarTriggeredSync(Generic[C, I]):
                 if buf[-1][0] - stamp_ns <= self.config.reset_threshold_ns:
                     return Push.OUT_OF_ORDER
                 buf.clear()
+                if self._pending is not None:
+                    self._pending.best[camera] = None
                 result = Push.RESET
             buf.append((stamp_ns, image))
+            self._offer_locked(camera, (stamp_ns, image))
             self._cond.notify_all()
             return result
 
@@ -171,6 +181,16 @@ class LidarTriggeredSync(Generic[C, I]):
         self._last_cloud_ns = None
         self.resets += 1
 
+    def _offer_locked(self, camera: int, item: tuple[int, Any]) -> None:
+        """Keep ``item`` as the pending cloud's match for ``camera`` when it is the closest so far."""
+        pending = self._pending
+        if pending is None:
+            return
+        target = pending.stamp_ns + self.config.offsets_ns[camera]
+        best = pending.best[camera]
+        if best is None or abs(item[0] - target) < abs(best[0] - target):
+            pending.best[camera] = item
+
     def _take_locked(self, now_ns: int) -> Optional[FrameBundle[C, I]]:
         pending = self._pending
         if pending is None:
@@ -182,7 +202,7 @@ class LidarTriggeredSync(Generic[C, I]):
             target = pending.stamp_ns + cfg.offsets_ns[cam]
             if not expired and (not buf or buf[-1][0] < target):
                 return None  # a closer image may still arrive
-            matches.append(min(buf, key=lambda item: abs(item[0] - target)) if buf else None)
+            matches.append(pending.best[cam])
         self._pending = None
         dts = tuple(None if m is None else m[0] - cfg.offsets_ns[cam] - pending.stamp_ns
                     for cam, m in enumerate(matches))

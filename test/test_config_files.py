@@ -1,0 +1,54 @@
+"""The shipped rviz config and parameter file agree with what the node publishes and declares."""
+
+from __future__ import annotations
+
+import yaml
+
+from aqr_ros.model.config import NUSCENES_CAMERAS, load_config
+from aqr_ros.ros.node import NODE_NAME
+from aqr_ros.ros.params import SPEC_BY_NAME
+from conftest import REPO_ROOT
+
+
+def _displays(node: object) -> list[dict]:
+    """Every display dict below ``node`` (rviz nests them in groups)."""
+    found = []
+    if isinstance(node, dict):
+        if "Class" in node and "Topic" in node:
+            found.append(node)
+        for value in node.values():
+            found += _displays(value)
+    elif isinstance(node, list):
+        for value in node:
+            found += _displays(value)
+    return found
+
+
+def test_rviz_config_shows_every_output_of_the_node():
+    rviz = yaml.safe_load((REPO_ROOT / "config" / "aqr.rviz").read_text())
+    topics = {d["Topic"]["Value"]: d["Class"] for d in _displays(rviz)}
+    base = f"/{NODE_NAME}"
+    assert topics[f"{base}/output/markers"] == "rviz_default_plugins/MarkerArray"
+    assert topics[f"{base}/output/detections"] == "vision_msgs_rviz_plugins/Detection3DArray"
+    assert topics[f"{base}/debug/weight_map/bev"] == "rviz_default_plugins/Image"
+    for i in range(len(NUSCENES_CAMERAS)):
+        assert topics[f"{base}/debug/weight_map/camera{i}"] == "rviz_default_plugins/Image"
+    assert topics["/lidar_top/points"] == "rviz_default_plugins/PointCloud2"
+    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "lidar_top"
+
+
+def test_parameter_file_sets_only_declared_parameters_with_a_shipped_model():
+    data = yaml.safe_load((REPO_ROOT / "config" / "aqr.yaml").read_text())
+    params = data["/**"]["ros__parameters"]
+
+    def flatten(tree: dict, prefix: str = "") -> dict:
+        out = {}
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            out.update(flatten(value, f"{name}.") if isinstance(value, dict) else {name: value})
+        return out
+
+    flat = flatten(params)
+    assert set(flat) <= set(SPEC_BY_NAME), sorted(set(flat) - set(SPEC_BY_NAME))
+    assert load_config(flat["model.config"]).name == flat["model.config"]
+    assert len(flat["sync.camera_offsets"]) == len(NUSCENES_CAMERAS)
