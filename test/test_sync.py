@@ -167,3 +167,25 @@ def test_best_match_survives_newer_images_arriving_before_the_worker_takes_the_f
     # The buffer itself stays bounded and the next cloud matches the newest images.
     sync.add_cloud(1067 * MS, "c2", received_ns=90 * MS)
     assert sync.take(now_ns=90 * MS).images == ("later2",)
+
+
+def test_replaced_clouds_are_handed_to_the_next_frame_for_the_sweep_history():
+    sync = make(num_cameras=1, wait_timeout_ns=0, keep_dropped=2)
+    for k in range(4):  # the worker is busy: clouds 0, 1, 2 are replaced before it takes one
+        sync.add_cloud((1000 + 50 * k) * MS, f"c{k}", received_ns=0)
+    frame = sync.take(now_ns=0)
+    assert frame.cloud == "c3" and sync.dropped == 3
+    assert frame.earlier_clouds == ((1050 * MS, "c1"), (1100 * MS, "c2"))  # oldest first, at most 2
+    sync.add_cloud(1200 * MS, "c4", received_ns=0)
+    assert sync.take(now_ns=0).earlier_clouds == ()  # handed over once
+    sync.add_cloud(1250 * MS, "c5", received_ns=0)
+    sync.add_cloud(5000 * MS, "c6", received_ns=0)  # replaced c5
+    sync.add_cloud(100 * MS, "c7", received_ns=0)  # bag loop: the history is forgotten with the reset
+    assert sync.take(now_ns=0).earlier_clouds == ()
+
+
+def test_no_history_is_kept_by_default():
+    sync = make(num_cameras=1, wait_timeout_ns=0)
+    sync.add_cloud(1000 * MS, "a", received_ns=0)
+    sync.add_cloud(1050 * MS, "b", received_ns=0)
+    assert sync.take(now_ns=0).earlier_clouds == ()

@@ -128,6 +128,7 @@ class AqrNode(Node):
             min_cameras=p.min_cameras,
             allow_missing=p.allow_missing_cameras,
             reset_threshold_ns=int(p.reset_threshold * 1e9),
+            keep_dropped=self.model_config.lidar.num_sweeps,
         ))
         try:
             self.tf = TfSource(self, p.tf_refresh_period)
@@ -392,6 +393,10 @@ class AqrNode(Node):
             if self._due("calibration", reason):
                 self.get_logger().warning(f"no output: {reason}")
             return
+        for stamp_ns, earlier in bundle.earlier_clouds:  # dropped clouds still count as past sweeps
+            earlier_points = self._decode_cloud(earlier)
+            if earlier_points is not None:
+                self.assembler.push_cloud(earlier_points, stamp_ns * 1e-9, self._lidar_pose(earlier.header))
         self.assembler.push_cloud(points, bundle.stamp_ns * 1e-9, self._lidar_pose(header))
         model_input = self.assembler.assemble(images, calibs)
         for i, issue in enumerate(model_input.camera_issues):

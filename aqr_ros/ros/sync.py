@@ -53,6 +53,8 @@ class SyncConfig:
     allow_missing: bool = True
     #: A step back of more than this (bag loop) resets the state instead of being rejected.
     reset_threshold_ns: int = 1_000_000_000
+    #: Replaced (dropped) clouds handed to the next frame for the sweep history; 0 keeps none.
+    keep_dropped: int = 0
 
     def __post_init__(self) -> None:
         if len(self.offsets_ns) != self.num_cameras:
@@ -61,6 +63,8 @@ class SyncConfig:
             raise ValueError("queue_size: must be >= 1")
         if self.max_delay_ns < 0 or self.wait_timeout_ns < 0:
             raise ValueError("max_delay_ns and wait_timeout_ns: must be >= 0")
+        if self.keep_dropped < 0:
+            raise ValueError("keep_dropped: must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,9 @@ class FrameBundle(Generic[C, I]):
     usable: bool
     #: Receive-clock time of the cloud (the wait for cameras is the take time minus this).
     received_ns: int = 0
+    #: (stamp, cloud) of the clouds replaced since the previous frame, oldest first (at most
+    #: ``keep_dropped``): not inferred on, but still sweeps for the accumulated LiDAR history.
+    earlier_clouds: tuple[tuple[int, C], ...] = ()
 
     @property
     def camera_valid(self) -> tuple[bool, ...]:
@@ -109,6 +116,7 @@ class LidarTriggeredSync(Generic[C, I]):
         self._images: list[deque[tuple[int, Any]]] = [deque(maxlen=config.queue_size)
                                                       for _ in range(config.num_cameras)]
         self._pending: Optional[_Pending] = None
+        self._replaced: deque[tuple[int, Any]] = deque(maxlen=config.keep_dropped)
         self._last_cloud_ns: Optional[int] = None
         self.dropped = 0
         self.resets = 0
@@ -125,6 +133,8 @@ class LidarTriggeredSync(Generic[C, I]):
                 result = Push.RESET
             if self._pending is not None:
                 self.dropped += 1
+                if self.config.keep_dropped:
+                    self._replaced.append((self._pending.stamp_ns, self._pending.cloud))
             self._pending = _Pending(stamp_ns, cloud, received_ns, [None] * self.config.num_cameras)
             for cam, buf in enumerate(self._images):
                 for item in buf:
@@ -178,6 +188,7 @@ class LidarTriggeredSync(Generic[C, I]):
         for buf in self._images:
             buf.clear()
         self._pending = None
+        self._replaced.clear()
         self._last_cloud_ns = None
         self.resets += 1
 
@@ -204,6 +215,8 @@ class LidarTriggeredSync(Generic[C, I]):
                 return None  # a closer image may still arrive
             matches.append(pending.best[cam])
         self._pending = None
+        earlier = tuple(self._replaced)
+        self._replaced.clear()
         dts = tuple(None if m is None else m[0] - cfg.offsets_ns[cam] - pending.stamp_ns
                     for cam, m in enumerate(matches))
         status = tuple(CameraStatus.MISSING if dt is None
@@ -220,4 +233,5 @@ class LidarTriggeredSync(Generic[C, I]):
             dt_ns=dts,
             usable=usable,
             received_ns=pending.received_ns,
+            earlier_clouds=earlier,
         )
