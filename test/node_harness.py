@@ -181,6 +181,7 @@ class RigHarness:
         self.images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for _ in CAMERA_NAMES]
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)
+        self._closing = False
         self._spin = threading.Thread(target=self._spin_until_shutdown, daemon=True)
         self._spin.start()
 
@@ -218,9 +219,15 @@ class RigHarness:
             self.executor.spin()
         except (ExternalShutdownException, ShutdownException):
             pass
+        except Exception:
+            # rclpy may raise InvalidHandle from a guard condition destroyed while close() shuts the
+            # executor down; anything raised before close() is a real error.
+            if not self._closing:
+                raise
 
     def close(self) -> None:
         """Stop spinning and shut the harness context down."""
+        self._closing = True
         self.executor.shutdown(timeout_sec=2.0)
         self._spin.join(timeout=5.0)
         self.node.destroy_node()
