@@ -24,7 +24,7 @@ def test_node_with_rig_publisher(spawn_python, ros_env):
         remaps[f"~/input/camera{i}/image"] = f"/{name}/image_raw"
         remaps[f"~/input/camera{i}/camera_info"] = f"/{name}/camera_info"
     params = {"model.config": str(TINY_CONFIG), "model.device": "cpu", "sync.camera_offsets": str(offsets),
-              "sync.queue_size": 3, "diag.period": 0.2, "model.warmup_iters": 0}
+              "sync.queue_size": 3, "diag.period": 0.2, "model.warmup_iters": 0, "output_frame": "base_link"}
     log = start_node(node_command("", params, remaps), DOMAIN_ID)
     harness = RigHarness(DOMAIN_ID, "")
     try:
@@ -36,7 +36,9 @@ def test_node_with_rig_publisher(spawn_python, ros_env):
         rig.wait(timeout=120)
         det = harness.rec.detections[0]
         stamp = ns_of(det.header.stamp)
-        assert det.header.frame_id == "lidar_top"
+        assert det.header.frame_id == "base_link"  # output_frame, through the rig's /tf_static
+        harness.wait_for(lambda: bool(harness.rec.markers), 10, "markers", log)
+        assert all(m.header.frame_id == "base_link" for m in harness.rec.markers[0].markers[1:])
         assert (stamp - START_S * SEC) % (SEC // 20) == 0 and START_S * SEC <= stamp < (START_S + 1) * SEC
         status = harness.wait_status(lambda s: s.get("frames published", "0") != "0", 10, "diagnostics", log)
         for i in range(6):

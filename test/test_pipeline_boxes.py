@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aqr_ros.pipeline.boxes import select_detections, to_ros_boxes
+from aqr_ros.pipeline.boxes import select_detections, to_ros_boxes, transform_boxes
 from aqr_ros.pipeline.calibration import axes_to_model
 
 # GOLDEN.md D decoded example box (model frame).
@@ -80,3 +80,31 @@ def test_select_detections_rejects_bad_arguments():
         select_detections(np.ones(3), np.ones(2), 0.5, 1)
     with pytest.raises(ValueError):
         select_detections(np.ones(3), np.ones(3), 0.5, -1)
+
+
+def test_transform_boxes_into_another_frame():
+    boxes = to_ros_boxes(np.stack([GOLDEN_BOX, GOLDEN_BOX * [1, -1, 1, 1, 1, 1, -1, 1, 1]]), "rep103")
+    angle = 0.3
+    T = np.eye(4)
+    T[:3, :3] = [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    T[:3, 3] = [0.94, -0.2, 1.84]  # e.g. base_link <- lidar_top
+    out = transform_boxes(boxes, T)
+    np.testing.assert_allclose(out.center, boxes.center @ T[:3, :3].T + T[:3, 3])
+    np.testing.assert_allclose(out.velocity, boxes.velocity @ T[:3, :3].T)
+    np.testing.assert_allclose(out.size, boxes.size)
+    np.testing.assert_allclose(out.yaw, np.mod(boxes.yaw + angle + np.pi, 2 * np.pi) - np.pi)
+    for k in range(len(boxes)):
+        heading = T[:3, :3] @ quaternion_rotate(boxes.quaternion[k], np.array([1.0, 0.0, 0.0]))
+        np.testing.assert_allclose(quaternion_rotate(out.quaternion[k], np.array([1.0, 0.0, 0.0])), heading,
+                                   atol=1e-12)
+        assert abs(np.linalg.norm(out.quaternion[k]) - 1) < 1e-12
+
+
+def test_transform_boxes_with_a_tilted_frame_keeps_the_full_orientation():
+    boxes = to_ros_boxes(GOLDEN_BOX[None], "nuscenes_lidar_top")
+    tilt = 0.1  # a pitched mount: the box's up axis is rotated too
+    T = np.eye(4)
+    T[:3, :3] = [[np.cos(tilt), 0, np.sin(tilt)], [0, 1, 0], [-np.sin(tilt), 0, np.cos(tilt)]]
+    out = transform_boxes(boxes, T)
+    up = quaternion_rotate(out.quaternion[0], np.array([0.0, 0.0, 1.0]))
+    np.testing.assert_allclose(up, T[:3, :3] @ [0.0, 0.0, 1.0], atol=1e-12)

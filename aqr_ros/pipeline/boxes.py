@@ -47,6 +47,43 @@ def to_ros_boxes(boxes: np.ndarray, convention: str) -> RosBoxes:
     return RosBoxes(center, quaternion, yaw, boxes[:, 3:6].copy(), velocity)
 
 
+def _quaternion_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product ``a ⊗ b`` of (x, y, z, w) quaternions, broadcast over leading axes."""
+    ax, ay, az, aw = np.moveaxis(a, -1, 0)
+    bx, by, bz, bw = np.moveaxis(b, -1, 0)
+    return np.stack([aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx,
+                     aw * bz + ax * by - ay * bx + az * bw,
+                     aw * bw - ax * bx - ay * by - az * bz], axis=-1)
+
+
+def _quaternion_of(R: np.ndarray) -> np.ndarray:
+    """(x, y, z, w) unit quaternion of a 3x3 rotation matrix."""
+    w = np.sqrt(max(0.0, 1.0 + np.trace(R))) / 2.0
+    x = np.copysign(np.sqrt(max(0.0, 1.0 + R[0, 0] - R[1, 1] - R[2, 2])) / 2.0, R[2, 1] - R[1, 2])
+    y = np.copysign(np.sqrt(max(0.0, 1.0 - R[0, 0] + R[1, 1] - R[2, 2])) / 2.0, R[0, 2] - R[2, 0])
+    z = np.copysign(np.sqrt(max(0.0, 1.0 - R[0, 0] - R[1, 1] + R[2, 2])) / 2.0, R[1, 0] - R[0, 1])
+    return np.array([x, y, z, w])
+
+
+def transform_boxes(boxes: RosBoxes, T_out_in: np.ndarray) -> RosBoxes:
+    """The same boxes expressed in another frame: ``T_out_in`` (4x4) maps points of their frame into it.
+
+    Centres are moved, velocities rotated (the frames' relative motion is not added), orientations
+    composed exactly, and ``yaw`` is the heading's angle about the new frame's z.
+    """
+    T = np.asarray(T_out_in, dtype=np.float64)
+    R, t = T[:3, :3], T[:3, 3]
+    heading = np.stack([np.cos(boxes.yaw), np.sin(boxes.yaw), np.zeros_like(boxes.yaw)], axis=-1) @ R.T
+    return RosBoxes(
+        center=boxes.center @ R.T + t,
+        quaternion=_quaternion_product(_quaternion_of(R), boxes.quaternion),
+        yaw=np.arctan2(heading[:, 1], heading[:, 0]),
+        size=boxes.size.copy(),
+        velocity=boxes.velocity @ R.T,
+    )
+
+
 def select_detections(
     scores: np.ndarray,
     labels: np.ndarray,

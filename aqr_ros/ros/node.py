@@ -13,7 +13,7 @@ import re
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
@@ -35,6 +35,7 @@ from visualization_msgs.msg import MarkerArray
 
 from aqr_ros.model import ConfigError, ModelConfig, load_config
 from aqr_ros.model.timing import StageTimer
+from aqr_ros.pipeline.boxes import transform_boxes
 from aqr_ros.pipeline.calibration import validate_intrinsics
 from aqr_ros.pipeline.frame import CameraCalibration, FrameAssembler, FrameDetections
 from aqr_ros.ros.diagnostics import FrameReport, FusionDiagnostics
@@ -346,6 +347,15 @@ class AqrNode(Node):
                 missing.append(f"camera{i} ({state})")
         return calibs, missing
 
+    def _output_transform(self, header: Header) -> Optional[np.ndarray] | str:
+        """``T(output_frame <- cloud frame)`` at the cloud stamp; None when boxes stay in the cloud's frame,
+        or what is missing when tf has no such transform yet."""
+        out = self.params.output_frame
+        if not out or out == header.frame_id:
+            return None
+        lookup = self.tf.lookup(out, header.frame_id, Time.from_msg(header.stamp))
+        return lookup.matrix if lookup.matrix is not None else f"output_frame {out} ({lookup.reason})"
+
     def _lidar_pose(self, header: Header) -> Optional[np.ndarray]:
         """LiDAR pose in ``tf.fixed_frame`` at the cloud stamp, None when disabled or unavailable."""
         fixed = self.params.fixed_frame
@@ -387,6 +397,9 @@ class AqrNode(Node):
 
         t0 = time.perf_counter()
         calibs, missing = self._calibrate(images, header.frame_id)
+        T_out_lidar = self._output_transform(header)
+        if isinstance(T_out_lidar, str):
+            missing.append(T_out_lidar)
         if missing:
             reason = "calibration incomplete: " + "; ".join(missing)
             self.diag.frame_skipped(reason, report)
@@ -414,9 +427,13 @@ class AqrNode(Node):
 
         t0 = time.perf_counter()
         frame = self.assembler.detections(det, p.score_threshold, p.max_detections)
-        self.detections_pub.publish(build_detection_array(frame, header))
+        out_header = header
+        if T_out_lidar is not None:
+            frame = replace(frame, boxes=transform_boxes(frame.boxes, T_out_lidar))
+            out_header = Header(stamp=header.stamp, frame_id=p.output_frame)
+        self.detections_pub.publish(build_detection_array(frame, out_header))
         if p.publish_markers:
-            self.markers_pub.publish(build_markers(frame, header, p.marker_lifetime))
+            self.markers_pub.publish(build_markers(frame, out_header, p.marker_lifetime))
         if p.publish_weight_maps:
             self._publish_weight_maps(bundle, images, model_input.camera_valid, det, frame, header)
         stages["publish"] = (time.perf_counter() - t0) * 1e3

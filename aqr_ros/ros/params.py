@@ -73,6 +73,9 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("sync.reset_threshold", 1.0,
               "A stamp stepping back more than this (s) resets the node (bag loop); smaller steps are rejected.",
               bounds=(0.0, 3600.0)),
+    ParamSpec("output_frame", "",
+              "Frame of the published detections and markers (e.g. base_link), looked up in tf at the cloud "
+              "stamp; empty = the cloud's own frame."),
     ParamSpec("tf.fixed_frame", "odom",
               "Frame used to motion-compensate past sweeps; empty disables compensation."),
     ParamSpec("tf.refresh_period", 0.0, "Re-read camera extrinsics this often (s); 0 = cache forever.",
@@ -119,6 +122,7 @@ class NodeParams:
     allow_missing_cameras: bool
     min_cameras: int
     reset_threshold: float
+    output_frame: str
     fixed_frame: str
     tf_refresh_period: float
     input_reliable: bool
@@ -207,6 +211,7 @@ def validate(values: Mapping[str, Any], num_cameras: int = 6) -> NodeParams:
         allow_missing_cameras=v["sync.allow_missing_cameras"],
         min_cameras=v["sync.min_cameras"],
         reset_threshold=v["sync.reset_threshold"],
+        output_frame=v["output_frame"],
         fixed_frame=v["tf.fixed_frame"],
         tf_refresh_period=v["tf.refresh_period"],
         input_reliable=v["qos.input_reliability"] == "reliable",
