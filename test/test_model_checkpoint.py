@@ -213,7 +213,7 @@ def test_cli_inspect_prints_variant_and_parameter_count(full_checkpoint, manifes
     assert "model match: yes" in capsys.readouterr().out
     shifted = {**manifest, SPCONV_KEY: (16, 3, 3, 3, 4)}
     assert main(["inspect", str(path), "--config", "other"], expected_shapes=lambda name: shifted) == 1
-    assert f"model match: NO\ncheckpoint does not match the model: 0 missing, 0 unexpected and 1 mis-shaped" \
+    assert "model match: NO\ncheckpoint does not match the model: 0 missing, 0 unexpected and 1 mis-shaped" \
         in capsys.readouterr().out
 
 

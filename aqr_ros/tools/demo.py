@@ -33,7 +33,6 @@ class FrameRecord:
     """Everything the demo received for one processed frame (keyed by the cloud stamp)."""
 
     stamp_ns: int
-    received: float = 0.0
     detections: list[dict[str, Any]] = field(default_factory=list)
     processing_ms: float | None = None
 
@@ -76,7 +75,8 @@ class DemoListener:
         #: Latest weight-map picture per publisher ("bev", "camera0", ...).
         self.latest_images: dict[str, np.ndarray] = {}
         self.lock = threading.Lock()
-        self._pending_ms: list[float] = []
+        #: The node's processing time of each published frame, in publishing order (one per detections message).
+        self.processing_ms: list[float] = []
         node.create_subscription(Detection3DArray, f"{NODE}/output/detections", self._on_detections, 10)
         node.create_subscription(Float64, f"{NODE}/debug/processing_time_ms", self._on_time, 10)
         node.create_subscription(Image, f"{NODE}/debug/weight_map/bev", lambda m: self._on_image("bev", m), 10)
@@ -92,18 +92,12 @@ class DemoListener:
     def _on_detections(self, msg: Any) -> None:
         with self.lock:
             rec = self._record(_stamp_ns(msg.header.stamp))
-            rec.received = time.monotonic()
             rec.detections = _detections_json(msg)
-            if self._pending_ms:
-                rec.processing_ms = self._pending_ms.pop(0)
             self.order.append(rec.stamp_ns)
 
     def _on_time(self, msg: Any) -> None:
         with self.lock:
-            if self.order and self.frames[self.order[-1]].processing_ms is None:
-                self.frames[self.order[-1]].processing_ms = float(msg.data)
-            else:
-                self._pending_ms.append(float(msg.data))
+            self.processing_ms.append(float(msg.data))
 
     def _on_image(self, name: str, msg: Any) -> None:
         if msg.encoding != "rgb8":
@@ -199,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with listener.lock:
                     stamp = listener.order[last_count]
                     rec = listener.frames[stamp]
+                    if len(listener.processing_ms) > last_count:  # the k-th time belongs to the k-th frame
+                        rec.processing_ms = listener.processing_ms[last_count]
                     images = dict(listener.latest_images)
                 last_count += 1
                 _write_frame(args.out, written, rec, images)
