@@ -28,6 +28,7 @@ setup(
         share("launch", "launch/*.py"),
         share("config", "config/*.yaml", "config/*.rviz", "config/*.xml"),
         share("models", "models/*.yaml", "models/*.md"),
+        share("models/weights", "models/weights/*.safetensors"),
     ],
     install_requires=["setuptools"],
     extras_require={"test": ["pytest"]},
@@ -39,6 +40,8 @@ setup(
             "aqr_rig_publisher = aqr_ros.tools.rig_publisher:main",
             "aqr_bench = aqr_ros.tools.bench:main",
             "aqr_checkpoint = aqr_ros.tools.checkpoint:main",
+            "aqr_train_rig = aqr_ros.tools.train_rig:main",
+            "aqr_evaluate_rig = aqr_ros.tools.evaluate_rig:main",
         ],
     },
 )

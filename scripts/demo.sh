@@ -7,5 +7,6 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$REPO/scripts/setup.sh"
 # shellcheck disable=SC1091
 . "$REPO/scripts/env.sh"
-cd "$REPO"
+# Stay in the caller's directory (--out and --checkpoint are relative to it); import aqr_ros from the tree.
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 exec python -m aqr_ros.tools.demo "$@"

@@ -36,6 +36,7 @@ REQUIREMENTS=(
   "opencv-python-headless==5.0.0.93"
   "PyYAML==6.0.4"
   "safetensors==0.8.0"
+  "scipy==1.17.1"
   "pytest==9.2.0"
   "pytest-timeout==2.4.0"
   "rosbags==0.11.9"
@@ -210,7 +211,7 @@ STEP="checking the environment"
   # shellcheck disable=SC1091
   . "$REPO/scripts/env.sh"
   python - <<'EOF'
-import rclpy, torch, numpy, cv2, yaml, safetensors, rosbags  # noqa: F401
+import rclpy, torch, numpy, scipy, cv2, yaml, safetensors, rosbags  # noqa: F401
 from sensor_msgs.msg import Image, PointCloud2  # noqa: F401
 from vision_msgs.msg import Detection3DArray, LabelInfo  # noqa: F401
 from tf2_msgs.msg import TFMessage  # noqa: F401

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aqr_ros.model.bev_backbone import Second, SecondFpn
-from aqr_ros.model.image_backbone import CpFpn, ResNet50, resnet50
+from aqr_ros.model.image_backbone import CpFpn, ResNet, resnet50
 from checkpoint_factory import load_manifest
 
 
@@ -111,7 +111,7 @@ def test_resnet_bn_stays_eval_after_train() -> None:
     with torch.no_grad():
         net(torch.randn(2, 3, 64, 64))
     assert torch.equal(net.layer1[0].bn1.running_mean, before)
-    assert all(bn.training for bn in ResNet50(norm_eval=False).train().modules() if isinstance(bn, nn.BatchNorm2d))
+    assert all(bn.training for bn in ResNet(50, norm_eval=False).train().modules() if isinstance(bn, nn.BatchNorm2d))
 
 
 def test_resnet_and_neck_output_shapes() -> None:

@@ -47,6 +47,11 @@ class LidarConfig:
     num_sweeps: int = 10
     base_channels: int = 16
     output_channels: int = 128
+    #: SECOND: output channels and 3x3 convs after the first of its two stages (strides 1 and 2).
+    bev_channels: tuple[int, int] = (128, 256)
+    bev_layers: tuple[int, int] = (5, 5)
+    #: SECONDFPN: channels of each stage brought to the finest resolution; their sum feeds the head.
+    bev_neck_channels: tuple[int, int] = (256, 256)
 
     @property
     def grid_size(self) -> tuple[int, int, int]:
@@ -72,7 +77,10 @@ class ImageConfig:
     bot_pct_lim: tuple[float, float] = (0.0, 0.0)
     mean: tuple[float, float, float] = (103.530, 116.280, 123.675)
     std: tuple[float, float, float] = (57.375, 57.120, 58.395)
+    #: ``resnet50`` (the nuScenes configs) or ``resnet18`` (small models trained from scratch).
     backbone: str = "resnet50"
+    #: Channels of the backbone's first stage (mmdet ``base_channels``); the stages use 1, 2, 4, 8 times it.
+    base_channels: int = 64
     neck_in_channels: tuple[int, int] = (1024, 2048)
     #: Stride of the image feature level used by the head.
     feature_stride: int = 16
@@ -97,6 +105,10 @@ class HeadConfig:
     head_conv: int = 64
     max_num: int = 300
     post_center_range: tuple[float, float, float, float, float, float] = (-61.2, -61.2, -10.0, 61.2, 61.2, 10.0)
+    #: Multiplies the normalised BEV positions before CMT's sine encoding (1 in CMT). CMT's frequencies span only
+    #: 1-2 cycles over the whole range, so nearby cells look alike to the attention until training has sharpened
+    #: the embedding MLP; a larger scale makes the attention local from the start (for models trained here).
+    position_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +168,9 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
     raise ConfigError(f"{key}: unsupported value {value!r}")
 
 
+#: Image backbones and their block expansion (C4 has ``4 * base_channels * expansion`` channels, C5 twice that).
+_BLOCK_EXPANSION = {"resnet18": 1, "resnet50": 4}
+
 #: Tuple fields whose length may differ from the default's.
 _VARIABLE_LENGTH = {"class_names", "camera_names"}
 
@@ -195,12 +210,22 @@ def _check_ranges(cfg: ModelConfig) -> None:
     need(all(s > 0 and s % 32 == 0 for s in img.input_size), "image.input_size", "must be positive multiples of 32")
     need(all(0.0 <= p <= 1.0 for p in img.bot_pct_lim), "image.bot_pct_lim", "must lie in [0, 1]")
     need(all(s > 0 for s in img.std), "image.std", "must be positive")
-    need(img.backbone == "resnet50", "image.backbone", "only 'resnet50' is implemented")
+    need(img.backbone in _BLOCK_EXPANSION, "image.backbone",
+         f"accepted: {', '.join(_BLOCK_EXPANSION)} (VoVNet-99 is not implemented)")
+    need(img.base_channels >= 1, "image.base_channels", "must be >= 1")
+    if img.backbone in _BLOCK_EXPANSION:
+        c4 = 4 * img.base_channels * _BLOCK_EXPANSION[img.backbone]
+        need(img.neck_in_channels == (c4, 2 * c4), "image.neck_in_channels",
+             f"must be {[c4, 2 * c4]} for {img.backbone} with base_channels {img.base_channels} (its C4 and C5)")
+    need(all(c >= 1 for c in lid.bev_channels + lid.bev_neck_channels), "lidar.bev_channels",
+         "bev_channels and bev_neck_channels must be positive")
+    need(all(n >= 0 for n in lid.bev_layers), "lidar.bev_layers", "must be >= 0")
     need(img.feature_stride == 16, "image.feature_stride", "must be 16 (ResNet C4)")
     need(len(head.class_names) >= 1, "head.class_names", "must not be empty")
     need(head.hidden_dim % head.num_heads == 0, "head.num_heads", "must divide head.hidden_dim")
     need(head.num_query >= 1, "head.num_query", "must be >= 1")
     need(head.depth_num >= 1, "head.depth_num", "must be >= 1")
+    need(head.position_scale > 0, "head.position_scale", "must be positive")
     need(head.num_decoder_layers >= 1, "head.num_decoder_layers", "must be >= 1")
     need(1 <= head.max_num <= head.num_query * len(head.class_names), "head.max_num",
          "must be in [1, num_query * num_classes]")

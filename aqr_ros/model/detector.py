@@ -20,8 +20,8 @@ from .bev_backbone import Second, SecondFpn
 from .checkpoint import CheckpointError, adapt_state_dict, read_checkpoint
 from .config import ModelConfig, load_config
 from .decode import decode_boxes
-from .head import CmtHead
-from .image_backbone import CpFpn, resnet50
+from .head import CmtHead, HeadOutput
+from .image_backbone import CpFpn, resnet
 from .sparse_encoder import SparseEncoder
 from .timing import StageTimer, maybe_stage
 from .voxelize import drop_outside_sparse_shape, voxelize
@@ -81,11 +81,13 @@ class AqrCmt(nn.Module):
             base_channels=lid.base_channels,
             output_channels=lid.output_channels,
         )
-        self.pts_backbone = Second(in_channels=lid.output_channels * 2)
-        self.pts_neck = SecondFpn()
-        self.img_backbone = resnet50()
+        # The encoder's output depth (2 for the 41-voxel z extent) is folded into the BEV channels.
+        self.pts_backbone = Second(in_channels=lid.output_channels * 2, out_channels=lid.bev_channels,
+                                   layer_nums=lid.bev_layers)
+        self.pts_neck = SecondFpn(in_channels=lid.bev_channels, out_channels=lid.bev_neck_channels)
+        self.img_backbone = resnet(img.backbone, base_channels=img.base_channels)
         self.img_neck = CpFpn(in_channels=img.neck_in_channels, out_channels=config.head.hidden_dim)
-        self.pts_bbox_head = CmtHead(config)
+        self.pts_bbox_head = CmtHead(config, in_channels=sum(lid.bev_neck_channels))
         self.eval()
 
     @property
@@ -127,13 +129,17 @@ class AqrCmt(nn.Module):
                 raise CheckpointError(f"{path}: missing keys {missing[:20]}, unexpected keys {unexpected[:20]}")
         return model.to(device).eval()
 
-    def _lidar_features(self, points: Tensor, timer: StageTimer | None) -> Tensor:
+    def _lidar_features(self, points: Sequence[Tensor], timer: StageTimer | None) -> Tensor:
+        """One [N_b, 5] cloud per sample → the SECONDFPN BEV map [B, 512, H, W]."""
         lid = self.config.lidar
         with maybe_stage(timer, "voxelize"):
-            voxels = drop_outside_sparse_shape(voxelize(points, lid), lid.sparse_shape)
-            coords = torch.nn.functional.pad(voxels.coords.long(), (1, 0))  # prepend batch index 0
+            features, coords = [], []
+            for b, cloud in enumerate(points):
+                voxels = drop_outside_sparse_shape(voxelize(cloud, lid), lid.sparse_shape)
+                features.append(voxels.features)
+                coords.append(torch.nn.functional.pad(voxels.coords.long(), (1, 0), value=b))  # batch index
         with maybe_stage(timer, "sparse_encoder"):
-            bev = self.pts_middle_encoder(voxels.features, coords, 1)
+            bev = self.pts_middle_encoder(torch.cat(features), torch.cat(coords), len(points))
         with maybe_stage(timer, "bev_2d"):
             return self.pts_neck(self.pts_backbone(bev))
 
@@ -180,7 +186,7 @@ class AqrCmt(nn.Module):
 
         use_amp = fp16 and dev.type == "cuda"
         with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=use_amp):
-            x_bev = self._lidar_features(pts, timer)
+            x_bev = self._lidar_features([pts], timer)
             x_img = self._image_features(imgs, timer)
             out = self.pts_bbox_head(x_bev, x_img, l2i[None], valid[None], timer=timer)
         with maybe_stage(timer, "decode"):
@@ -197,3 +203,19 @@ class AqrCmt(nn.Module):
             class_names=cfg.head.class_names,
         )
 
+
+    def forward_train(
+        self,
+        points: Sequence[Tensor],
+        images: Tensor,
+        lidar2img: Tensor,
+        camera_valid: Tensor,
+        dn_reference: Tensor | None = None,
+        dn_attn_mask: Tensor | None = None,
+    ) -> HeadOutput:
+        """Training forward of a batch (with autograd; call ``train()`` first): one [N_b, 5] cloud per sample,
+        images [B*V, 3, H, W] (index b*V + v), lidar2img [B, V, 4, 4] float64, camera_valid [B, V] bool and
+        optional denoising queries (see :meth:`CmtHead.forward_train`) → every decoder layer's predictions."""
+        x_bev = self._lidar_features(points, None)
+        x_img = self.img_neck(self.img_backbone(images))
+        return self.pts_bbox_head.forward_train(x_bev, x_img, lidar2img, camera_valid, dn_reference, dn_attn_mask)

@@ -27,8 +27,9 @@ from .transformer import CmtTransformer
 
 @dataclass
 class HeadOutput:
-    """Head result for a batch: last-layer predictions {branch: [B, Q, c]} with centre/height in metres,
-    AQR weights [B, Q] per modality and the rendered weight maps [B, H, W] / [B, V, h, w]."""
+    """Head result for a batch: predictions {branch: [B, Q, c]} of the last layer (:meth:`CmtHead.forward`) or
+    [L, B, T, c] of every layer (:meth:`CmtHead.forward_train`), centre/height in metres; AQR weights [B, Q] per
+    modality and the rendered weight maps [B, H, W] / [B, V, h, w]."""
 
     predictions: dict[str, Tensor]
     lidar_weights: Tensor
@@ -84,11 +85,33 @@ class CmtHead(nn.Module):
     def forward(self, x_bev: Tensor, x_img: Tensor, lidar2img: Tensor, camera_valid: Tensor,
                 timer: StageTimer | None = None) -> HeadOutput:
         """x_bev [B, 512, H, W], x_img [B*V, C, h, w] (index b*V + v), lidar2img [B, V, 4, 4],
-        camera_valid [B, V] bool → :class:`HeadOutput` (no host synchronization).
+        camera_valid [B, V] bool → :class:`HeadOutput` of the last decoder layer (no host synchronization).
 
         Absent cameras get zero features, no decoder key tokens, no rv query embedding, and an identity
         lidar2img (so every inverse exists); AQR's projection treats them as seeing no query.
         """
+        decoded, ref, aqr = self._decode(x_bev, x_img, lidar2img, camera_valid, None, None, timer)
+        with maybe_stage(timer, "task_head"):
+            predictions = self._postprocess(self.task_heads[0].forward_layer(decoded[-1]), ref)
+        return HeadOutput(predictions, *aqr)
+
+    def forward_train(self, x_bev: Tensor, x_img: Tensor, lidar2img: Tensor, camera_valid: Tensor,
+                      dn_reference: Tensor | None = None, dn_attn_mask: Tensor | None = None) -> HeadOutput:
+        """Training forward: like :meth:`forward`, with denoising queries and every decoder layer's predictions.
+
+        ``dn_reference`` [B, P, 3] are normalised noisy ground-truth centres placed before the learned queries,
+        ``dn_attn_mask`` [P + Q, P + Q] keeps the groups apart in the self-attention. Predictions are
+        {branch: [L, B, P + Q, c]}. AQR weighs and renders the learned queries only: rendering the denoising
+        queries too (as the research code did) would leak the ground truth into the maps (MODEL.md §11.3).
+        """
+        decoded, ref, aqr = self._decode(x_bev, x_img, lidar2img, camera_valid, dn_reference, dn_attn_mask, None)
+        return HeadOutput(self._postprocess(self.task_heads[0](decoded), ref), *aqr)
+
+    def _decode(self, x_bev: Tensor, x_img: Tensor, lidar2img: Tensor, camera_valid: Tensor,
+                dn_reference: Tensor | None, dn_attn_mask: Tensor | None,
+                timer: StageTimer | None) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """Shared conv, AQR modulation and decoder → (decoded [L, B, T, C], reference points [B, T, 3],
+        (lidar weights, camera weights, BEV map, camera map) of the learned queries)."""
         cfg = self.cfg
         batch, views = lidar2img.shape[:2]
         feat_h, feat_w = x_img.shape[-2:]
@@ -101,11 +124,14 @@ class CmtHead(nn.Module):
         x_img = torch.where(camera_valid.reshape(batch * views, 1, 1, 1), x_img, 0)
         eye = torch.eye(4, dtype=lidar2img.dtype, device=lidar2img.device)
         lidar2img = torch.where(camera_valid[..., None, None], lidar2img, eye)
-        ref = self.reference_points.weight[None].expand(batch, -1, -1)
+        learned = self.reference_points.weight[None].expand(batch, -1, -1)
+        ref = learned if dn_reference is None else torch.cat((dn_reference.to(learned.dtype), learned), dim=1)
+        num_dn = ref.shape[1] - learned.shape[1]
 
         with maybe_stage(timer, "position_encoding"):
             img2lidar = invert_lidar2img(lidar2img)
-            bev_pos = self.bev_embedding(pos2embed(self.coords_bev, dim))
+            scale = cfg.head.position_scale
+            bev_pos = self.bev_embedding(pos2embed(self.coords_bev * scale, dim))
             rv_coords = camera_ray_coords(img2lidar.flatten(0, 1), (feat_h, feat_w), pad_shape, self.depths, pc_range)
             rv_pos = self.rv_embedding(rv_coords)  # [B*V, h, w, C]
             pos = torch.cat((bev_pos.expand(batch, -1, -1), rv_pos.reshape(batch, -1, dim)), dim=1)
@@ -113,11 +139,11 @@ class CmtHead(nn.Module):
             ray_coords, visible = query_ray_coords(query_ref, lidar2img, img2lidar, pad_shape, self.depths, pc_range)
             visible = visible & camera_valid[..., None]
             rv_query = torch.where(visible[..., None], self.rv_embedding(ray_coords), 0).sum(dim=1)
-            query_pos = self.bev_embedding(pos2embed(query_ref, dim)) + rv_query
+            query_pos = self.bev_embedding(pos2embed(query_ref[..., :2] * scale, dim)) + rv_query
 
         with maybe_stage(timer, "aqr"):
-            proj = project_reference_points(ref, lidar2img, cfg, camera_valid)
-            weights = self.aqr_weight_generator(_memory(x, x_img, batch), pos, query_pos, proj)
+            proj = project_reference_points(learned, lidar2img, cfg, camera_valid)
+            weights = self.aqr_weight_generator(_memory(x, x_img, batch), pos, query_pos[:, num_dn:], proj)
             lidar_w, camera_w = weights[..., 0], weights[..., 1]
             bev_map, pers_map = self.weight_renderer(lidar_w, camera_w, proj)
             x, x_img = self.feature_modulator(x, x_img, bev_map, pers_map)
@@ -126,12 +152,8 @@ class CmtHead(nn.Module):
             bev_keys = torch.ones_like(camera_valid[:, :1]).expand(batch, x.shape[-2] * x.shape[-1])
             cam_keys = camera_valid[..., None].expand(batch, views, feat_h * feat_w).reshape(batch, -1)
             key_mask = torch.cat((bev_keys, cam_keys), dim=1)
-            decoded = self.transformer(query_pos, _memory(x, x_img, batch), pos, key_mask)
-
-        with maybe_stage(timer, "task_head"):
-            predictions = self._postprocess(self.task_heads[0].forward_layer(decoded[-1]), ref)
-        return HeadOutput(predictions=predictions, lidar_weights=lidar_w, camera_weights=camera_w,
-                          bev_weight_map=bev_map, camera_weight_map=pers_map)
+            decoded = self.transformer(query_pos, _memory(x, x_img, batch), pos, key_mask, dn_attn_mask)
+        return decoded, ref, (lidar_w, camera_w, bev_map, pers_map)
 
     def _postprocess(self, outs: dict[str, Tensor], ref: Tensor) -> dict[str, Tensor]:
         """Centre and height relative to the reference logits, sigmoid, then metres in the pc range (§5.8)."""

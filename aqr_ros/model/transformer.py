@@ -52,10 +52,11 @@ class _SelfAttention(nn.Module):
         super().__init__()
         self.attn = nn.MultiheadAttention(embed_dims, num_heads, batch_first=True)
 
-    def forward(self, query: Tensor, query_pos: Tensor) -> Tensor:
-        """Self-attention with q = k = query + query_pos and v = query (no residual)."""
+    def forward(self, query: Tensor, query_pos: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+        """Self-attention with q = k = query + query_pos and v = query (no residual); ``attn_mask`` [Q, Q] bool,
+        True = may not attend (the denoising groups' mask in training)."""
         q = query + query_pos
-        return self.attn(q, q, query, need_weights=False)[0]
+        return self.attn(q, q, query, attn_mask=attn_mask, need_weights=False)[0]
 
 
 class _CrossAttention(nn.Module):
@@ -95,9 +96,9 @@ class CmtDecoderLayer(nn.Module):
         self.norms = nn.ModuleList([nn.LayerNorm(embed_dims) for _ in range(3)])
 
     def forward(self, query: Tensor, query_pos: Tensor, key: Tensor, memory: Tensor,
-                key_mask: Tensor | None) -> Tensor:
+                key_mask: Tensor | None, attn_mask: Tensor | None = None) -> Tensor:
         """query/query_pos [B, Q, C]; key = memory + pos and memory [B, L, C] → [B, Q, C]."""
-        query = self.norms[0](query + self.attentions[0](query, query_pos))
+        query = self.norms[0](query + self.attentions[0](query, query_pos, attn_mask))
         query = self.norms[1](query + self.attentions[1](query + query_pos, key, memory, key_mask))
         return self.norms[2](query + self.ffns[0](query))
 
@@ -110,13 +111,14 @@ class _Decoder(nn.Module):
         self.layers = nn.ModuleList([CmtDecoderLayer(embed_dims, num_heads, ffn_dim) for _ in range(num_layers)])
         self.post_norm = nn.LayerNorm(embed_dims)
 
-    def forward(self, query_pos: Tensor, memory: Tensor, pos: Tensor, key_mask: Tensor | None) -> Tensor:
+    def forward(self, query_pos: Tensor, memory: Tensor, pos: Tensor, key_mask: Tensor | None,
+                attn_mask: Tensor | None = None) -> Tensor:
         """Zero-initialised queries through every layer → post-normed outputs [num_layers, B, Q, C]."""
         key = memory + pos
         query = torch.zeros_like(query_pos)
         outputs = []
         for layer in self.layers:
-            query = layer(query, query_pos, key, memory, key_mask)
+            query = layer(query, query_pos, key, memory, key_mask, attn_mask)
             outputs.append(self.post_norm(query))
         return torch.stack(outputs)
 
@@ -131,7 +133,9 @@ class CmtTransformer(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, query_pos: Tensor, memory: Tensor, pos: Tensor, key_mask: Tensor | None = None) -> Tensor:
-        """query_pos [B, Q, C], memory/pos [B, L, C], key_mask [B, L] bool (True = attend, None = all)
+    def forward(self, query_pos: Tensor, memory: Tensor, pos: Tensor, key_mask: Tensor | None = None,
+                attn_mask: Tensor | None = None) -> Tensor:
+        """query_pos [B, Q, C], memory/pos [B, L, C], key_mask [B, L] bool (True = attend, None = all),
+        attn_mask [Q, Q] bool for the self-attention (True = blocked, None = all)
         → [num_layers, B, Q, C], NaNs and infinities replaced as in the original."""
-        return torch.nan_to_num(self.decoder(query_pos, memory, pos, key_mask))
+        return torch.nan_to_num(self.decoder(query_pos, memory, pos, key_mask, attn_mask))

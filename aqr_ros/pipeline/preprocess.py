@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from aqr_ros.model.config import ImageConfig
 from aqr_ros.pipeline.calibration import ImageTransform
 
-_TORCH_DTYPES = {np.uint8: torch.uint8, np.float32: torch.float32}
+_TORCH_DTYPES = {np.uint8: torch.uint8, np.float32: torch.float32, np.float64: torch.float64}
 RESIZE_BACKENDS = ("auto", "cv2", "torch")
 
 

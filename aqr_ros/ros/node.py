@@ -2,8 +2,8 @@
 
 Callbacks only store messages in a LiDAR-triggered synchronizer; one worker thread takes the newest
 decided frame, converts it, calibrates every camera from camera_info and tf, runs the model and
-publishes detections, markers, weight-map images (only while subscribed), timings and diagnostics, all
-stamped with the input cloud's stamp.
+publishes detections, markers, the per-query AQR weights and weight-map images (both only while subscribed),
+timings and diagnostics, all stamped with the input cloud's stamp.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from visualization_msgs.msg import MarkerArray
 from aqr_ros.model import ConfigError, ModelConfig, load_config
 from aqr_ros.model.timing import StageTimer
 from aqr_ros.pipeline.boxes import transform_boxes
-from aqr_ros.pipeline.calibration import validate_intrinsics
+from aqr_ros.pipeline.calibration import axes_to_model, validate_intrinsics
 from aqr_ros.pipeline.frame import CameraCalibration, FrameAssembler, FrameDetections
 from aqr_ros.ros.diagnostics import FrameReport, FusionDiagnostics
 from aqr_ros.ros.from_msg import (ConversionError, camera_info_intrinsics, compressed_to_bgr, image_to_bgr,
@@ -45,7 +45,7 @@ from aqr_ros.ros.markers import build_detection_array, build_label_info, build_m
 from aqr_ros.ros.params import ParameterError, declare_all, dynamic_update, validate
 from aqr_ros.ros.sync import FrameBundle, LidarTriggeredSync, Push, SyncConfig
 from aqr_ros.ros.tf_source import TfSource, TfUnavailableError
-from aqr_ros.ros.to_msg import image_from_array
+from aqr_ros.ros.to_msg import image_from_array, query_weights_cloud
 
 if TYPE_CHECKING:
     from aqr_ros.model import AqrCmt, Detections
@@ -95,6 +95,26 @@ def load_model(config: ModelConfig, checkpoint: str, device: torch.device) -> "A
         raise StartupError(f"parameter 'model.checkpoint': cannot load {checkpoint!r}: {exc}") from exc
 
 
+def query_points(reference_points: np.ndarray, point_cloud_range: Sequence[float], lidar_axes: str) -> np.ndarray:
+    """[Q, 3] float64 reference point of every decoder query in metres, in the input cloud's frame.
+
+    ``reference_points`` are the head's learned [Q, 3] points, normalised to ``point_cloud_range`` in the model
+    frame; they are rotated out of the model axes like the box centres (``to_ros_boxes``), so each query sits
+    under the boxes it decodes.
+    """
+    lo = np.asarray(point_cloud_range[:3], dtype=np.float64)
+    hi = np.asarray(point_cloud_range[3:], dtype=np.float64)
+    metres = np.asarray(reference_points, dtype=np.float64).reshape(-1, 3) * (hi - lo) + lo
+    return metres @ axes_to_model(lidar_axes)[:3, :3]
+
+
+def transform_points(points: np.ndarray, T_out_in: Optional[np.ndarray]) -> np.ndarray:
+    """[N, 3] points moved by the 4x4 ``T_out_in`` like box centres (``transform_boxes``); None keeps them."""
+    if T_out_in is None:
+        return points
+    return points @ T_out_in[:3, :3].T + T_out_in[:3, 3]
+
+
 def _stamp_ns(header: Header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
@@ -118,6 +138,9 @@ class AqrNode(Node):
         if not p.model_checkpoint:
             self.get_logger().warning("model.checkpoint is empty: RANDOM weights, detections are meaningless")
         self.assembler = FrameAssembler(self.model_config, p.lidar_axes, self.device, p.intensity_scale)
+        #: Reference point of every query in the cloud's frame (the learned points are fixed after loading).
+        self.query_points = query_points(self.model.pts_bbox_head.reference_points.weight.detach().cpu().numpy(),
+                                         self.model_config.lidar.point_cloud_range, p.lidar_axes)
         self._warm_up(p.model_warmup_iters)
 
         self.sync: LidarTriggeredSync[PointCloud2, Any] = LidarTriggeredSync(SyncConfig(
@@ -177,6 +200,7 @@ class AqrNode(Node):
         self.bev_pub = self.create_publisher(Image, "~/debug/weight_map/bev", out_qos)
         self.camera_map_pubs = [self.create_publisher(Image, f"~/debug/weight_map/camera{i}", out_qos)
                                 for i in range(views)]
+        self.query_weights_pub = self.create_publisher(PointCloud2, "~/debug/aqr_weights", out_qos)
         self.processing_time_pub = self.create_publisher(Float64, "~/debug/processing_time_ms", out_qos)
         self.latency_pub = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", out_qos)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
@@ -434,6 +458,10 @@ class AqrNode(Node):
         self.detections_pub.publish(build_detection_array(frame, out_header))
         if p.publish_markers:
             self.markers_pub.publish(build_markers(frame, out_header, p.marker_lifetime))
+        if self.query_weights_pub.get_subscription_count() > 0:
+            self.query_weights_pub.publish(query_weights_cloud(
+                transform_points(self.query_points, T_out_lidar), det.lidar_weights.numpy(),
+                det.camera_weights.numpy(), out_header.frame_id, out_header.stamp))
         if p.publish_weight_maps:
             self._publish_weight_maps(bundle, images, model_input.camera_valid, det, frame, header)
         stages["publish"] = (time.perf_counter() - t0) * 1e3

@@ -1,4 +1,5 @@
-"""numpy → ROS messages: PointCloud2 from structured arrays, Image, CameraInfo, TransformStamped and stamps.
+"""numpy → ROS messages: PointCloud2 from structured arrays, Image, CameraInfo, TransformStamped, stamps, and the
+per-query AQR weight cloud.
 
 Buffers are copied once from contiguous arrays (``array.frombytes``), never element by element, so a 6-camera
 1600x900 frame converts in milliseconds. The inverse direction lives in :mod:`aqr_ros.ros.from_msg`.
@@ -25,6 +26,15 @@ _POINTFIELD_DATATYPES = {
 IMAGE_ENCODINGS = {"mono8": 1, "bgr8": 3, "rgb8": 3, "bgra8": 4, "rgba8": 4}
 
 Stamp = Time | float
+
+#: Point layout of the AQR weight cloud (``~/debug/aqr_weights``): a query's reference point (m), its LiDAR and
+#: camera weight, and its index (the ``id`` of its detections); padded to 24 bytes so every float stays aligned.
+QUERY_WEIGHTS_DTYPE = np.dtype({
+    "names": ["x", "y", "z", "lidar_weight", "camera_weight", "query"],
+    "formats": ["<f4", "<f4", "<f4", "<f4", "<f4", "<u2"],
+    "offsets": [0, 4, 8, 12, 16, 20],
+    "itemsize": 24,
+})
 
 
 def stamp_from_seconds(seconds: float) -> Time:
@@ -93,6 +103,26 @@ def pointcloud2_from_structured(arr: np.ndarray, frame_id: str, stamp: Stamp,
     return PointCloud2(header=_header(frame_id, stamp), height=height, width=width, fields=_point_fields(little),
                        is_bigendian=False, point_step=step, row_step=step * width, data=_bytes_of(raw),
                        is_dense=is_dense)
+
+
+def query_weights_cloud(points: np.ndarray, lidar_weights: np.ndarray, camera_weights: np.ndarray,
+                        frame_id: str, stamp: Stamp) -> PointCloud2:
+    """PointCloud2 of :data:`QUERY_WEIGHTS_DTYPE` with one point per query: row q is query q.
+
+    ``points`` is [Q, 3] (m, in ``frame_id``), the weights are [Q]; at most 65 536 queries (uint16 index).
+    """
+    points = np.asarray(points).reshape(-1, 3)
+    num = len(points)
+    if np.shape(lidar_weights) != (num,) or np.shape(camera_weights) != (num,):
+        raise ValueError(f"expected {num} LiDAR and camera weights, got shapes {np.shape(lidar_weights)} and "
+                         f"{np.shape(camera_weights)}")
+    if num > np.iinfo(np.uint16).max + 1:
+        raise ValueError(f"{num} queries do not fit the uint16 query field")
+    cloud = np.zeros(num, dtype=QUERY_WEIGHTS_DTYPE)
+    cloud["x"], cloud["y"], cloud["z"] = points[:, 0], points[:, 1], points[:, 2]
+    cloud["lidar_weight"], cloud["camera_weight"] = lidar_weights, camera_weights
+    cloud["query"] = np.arange(num)
+    return pointcloud2_from_structured(cloud, frame_id, stamp)
 
 
 def image_from_array(img: np.ndarray, encoding: str, frame_id: str, stamp: Stamp) -> Image:

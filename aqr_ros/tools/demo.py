@@ -1,20 +1,20 @@
 """The demo: the node and the synthetic rig as separate processes talking over real DDS on loopback.
 
-Starts ``aqr_node`` (the real node, model on the configured device) and ``aqr_rig_publisher`` (cloud,
-six cameras, camera_info, tf), listens to the node's outputs from this process, prints each processed
-frame's latency and detections, and writes per frame the weight-map images (PNG) and the detections
-(JSON) to the output folder. Without ``--checkpoint`` the model has random weights: the boxes are then
-meaningless, and the demo says so.
+Starts ``aqr_node`` (the real node; by default the rig-trained ``aqr_cmt_rig_small`` model) and
+``aqr_rig_publisher`` (a held-out random scene: cloud, six cameras, camera_info, tf), listens to the node's
+outputs from this process, and writes for every complete frame (all six cameras fused, full sweep history)
+its seven weight-map pictures and its detections with their AQR weights and ground-truth matches.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import re
+import shutil
 import sys
-import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,205 +23,517 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from sensor_msgs.msg import Image, PointCloud2
+from std_msgs.msg import Float64
+from vision_msgs.msg import Detection3DArray
+from visualization_msgs.msg import MarkerArray
 
-from aqr_ros.tools.processes import NODE, child_env, node_arguments, spawn, stop
-from aqr_ros.tools.synthetic_rig import LIDAR_PERIOD
+from aqr_ros.model import ConfigError, ModelConfig, load_config
+from aqr_ros.model.config import models_dir
+from aqr_ros.ros.markers import MIN_ARROW_SPEED
+from aqr_ros.ros.to_msg import QUERY_WEIGHTS_DTYPE
+from aqr_ros.tools.processes import NODE, child_env, log_problems, node_arguments, shipped_parameter, spawn, stop
+from aqr_ros.tools.rig_scenes import SCENE_KINDS, make_scene
+from aqr_ros.tools.synthetic_rig import LIDAR_FRAME, LIDAR_PERIOD, SyntheticRig
+
+SEC = 1_000_000_000
+#: Config of the model trained on the synthetic rig (models/README.md), the demo's default.
+RIG_CONFIG = "aqr_cmt_rig_small"
+#: The nuScenes config to name for real sensors.
+NUSCENES_CONFIG = "cmt_aqr_voxel0100_r50_800x320"
+#: A detection matches a ground-truth box of its class whose centre is this close in the x-y plane (m).
+MATCH_DISTANCE = 2.0
+#: Ground-truth objects this close to the LiDAR (m, x-y plane) are counted in the final "found" line.
+FOUND_RANGE = 30.0
+#: Seconds a frame waits for its pictures, weights and markers before it is skipped as incomplete.
+SETTLE_S = 3.0
+#: CPU playback speed: a cloud every 0.05 s / 0.08 = 0.625 s. The rig_small forward takes ~0.35 s on two idle
+#: cores; in the node, pictures included, on 2 cores shared with a training job, 0.5-0.7 s, and it still took
+#: consecutive clouds (one arriving while it works is taken next), so it neither starves nor falls behind.
+CPU_RATE = 0.08
+#: The files a run writes besides the frame_NNN folders (removed when the next run starts).
+OUTPUT_FILES = ("summary.json", "aqr_node.log", "rig_publisher.log")
+UNITS = {
+    "stamp_ns": "the cloud's stamp, ns since the epoch",
+    "rig_time_s": "s since the rig publisher's start (--start-time); the ground truth is taken at this time",
+    "center": "m, geometric box centre (x, y, z) in frame_id",
+    "size_lwh": "m: length along the heading, width, height",
+    "yaw": "rad, counter-clockwise about z from the +x axis of frame_id",
+    "velocity": f"m/s (vx, vy, vz) in frame_id, from the node's velocity markers: 0 below {MIN_ARROW_SPEED} m/s "
+                "(no arrow)",
+    "score": "0..1",
+    "query_index": "decoder query: the Detection3D id and the row of ~/debug/aqr_weights",
+    "lidar_weight": "the query's AQR LiDAR weight, 0..1",
+    "camera_weight": "the query's AQR camera weight, 0..1",
+    "gt": f"nearest ground-truth box of the same class with its centre within {MATCH_DISTANCE} m in the x-y plane "
+          "(its class, centre, size_lwh, yaw, velocity in the units above, and the centre distance in m), else null",
+}
 
 
 @dataclass
 class FrameRecord:
-    """Everything the demo received for one processed frame (keyed by the cloud stamp)."""
+    """Everything received for one processed frame, keyed by the cloud stamp."""
 
     stamp_ns: int
-    detections: list[dict[str, Any]] = field(default_factory=list)
+    frame_id: str
+    #: Monotonic time its detections arrived (the frame waits SETTLE_S for the rest).
+    arrived: float
+    detections: list[dict[str, Any]]
+    #: The node's processing time (paired by order: the k-th time belongs to the k-th detections).
     processing_ms: float | None = None
+    #: Velocity per detection rank from the markers; None until the markers arrive.
+    velocities: dict[int, list[float]] | None = None
+    #: The ~/debug/aqr_weights rows (query order); None until they arrive.
+    weights: np.ndarray | None = None
+    #: RGB picture per name of :func:`picture_names`, and the image stamp of each camera overlay.
+    pictures: dict[str, np.ndarray] = field(default_factory=dict)
+    camera_stamps_ns: dict[int, int] = field(default_factory=dict)
+
+    def missing(self, views: int) -> list[str]:
+        """What has not arrived yet (empty when the frame is complete)."""
+        absent = [f"{name} picture" for name in picture_names(views) if name not in self.pictures]
+        if self.weights is None:
+            absent.append("aqr_weights")
+        if self.velocities is None:
+            absent.append("markers")
+        if self.processing_ms is None:
+            absent.append("processing time")
+        return absent
+
+
+def picture_names(views: int) -> tuple[str, ...]:
+    """The weight-map pictures of one frame: the BEV map and one overlay per camera."""
+    return ("bev", *(f"camera{i}" for i in range(views)))
 
 
 def _stamp_ns(stamp: Any) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
+    return stamp.sec * SEC + stamp.nanosec
 
 
 def _yaw(q: Any) -> float:
     return float(np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)))
 
 
-def _detections_json(msg: Any) -> list[dict[str, Any]]:
-    out = []
-    for det in msg.detections:
-        c, s = det.bbox.center, det.bbox.size
-        hyp = det.results[0].hypothesis if det.results else None
-        out.append({
-            "query_index": int(det.id) if det.id.isdigit() else det.id,
-            "class": hyp.class_id if hyp else "",
-            "score": round(float(hyp.score), 4) if hyp else None,
-            "center": [round(c.position.x, 3), round(c.position.y, 3), round(c.position.z, 3)],
-            "size_lwh": [round(s.x, 3), round(s.y, 3), round(s.z, 3)],
-            "yaw": round(_yaw(c.orientation), 4),
-        })
-    return out
+def _rounded(values: Sequence[float], digits: int = 3) -> list[float]:
+    return [round(float(v), digits) for v in values]
+
+
+def _detection(det: Any) -> dict[str, Any]:
+    """One Detection3D as JSON fields (the weights, velocity and ground truth are joined later)."""
+    c, s = det.bbox.center, det.bbox.size
+    hyp = det.results[0].hypothesis
+    return {"class": hyp.class_id, "score": round(float(hyp.score), 4), "query_index": int(det.id),
+            "center": _rounded((c.position.x, c.position.y, c.position.z)), "size_lwh": _rounded((s.x, s.y, s.z)),
+            "yaw": round(_yaw(c.orientation), 4)}
+
+
+def _rgb(msg: Any) -> np.ndarray:
+    """[H, W, 3] view of an rgb8 Image."""
+    return np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :msg.width * 3].reshape(
+        msg.height, msg.width, 3)
 
 
 class DemoListener:
-    """rclpy node in the demo process recording the aqr_node outputs per cloud stamp."""
+    """rclpy node in the demo process collecting the aqr_node outputs per cloud stamp.
 
-    def __init__(self, node: Any, views: int) -> None:
-        from sensor_msgs.msg import Image
-        from std_msgs.msg import Float64
-        from vision_msgs.msg import Detection3DArray
+    A camera overlay carries its image's stamp, which may lie within the fusion tolerance of two processed
+    clouds; it belongs to the frame processed last when it arrives (the node publishes a frame's detections
+    first, then its pictures), provided its stamp is within ``max_delay_ns`` of that frame's cloud stamp.
+    """
 
-        self.node = node
+    def __init__(self, node: Any, views: int, max_delay_ns: int) -> None:
+        self.max_delay_ns = max_delay_ns
         self.frames: dict[int, FrameRecord] = {}
+        #: Cloud stamps in the order their detections arrived (the node's processing order).
         self.order: list[int] = []
-        #: Latest weight-map picture per publisher ("bev", "camera0", ...).
-        self.latest_images: dict[str, np.ndarray] = {}
-        self.lock = threading.Lock()
-        #: The node's processing time of each published frame, in publishing order (one per detections message).
         self.processing_ms: list[float] = []
+        #: Overlays that fit no processed frame (should stay 0).
+        self.stray_overlays = 0
         node.create_subscription(Detection3DArray, f"{NODE}/output/detections", self._on_detections, 10)
+        node.create_subscription(MarkerArray, f"{NODE}/output/markers", self._on_markers, 10)
+        node.create_subscription(PointCloud2, f"{NODE}/debug/aqr_weights", self._on_weights, 10)
         node.create_subscription(Float64, f"{NODE}/debug/processing_time_ms", self._on_time, 10)
-        node.create_subscription(Image, f"{NODE}/debug/weight_map/bev", lambda m: self._on_image("bev", m), 10)
+        node.create_subscription(Image, f"{NODE}/debug/weight_map/bev", self._on_bev, 10)
         for i in range(views):
             node.create_subscription(Image, f"{NODE}/debug/weight_map/camera{i}",
-                                     lambda m, i=i: self._on_image(f"camera{i}", m), 10)
-
-    def _record(self, stamp_ns: int) -> FrameRecord:
-        if stamp_ns not in self.frames:
-            self.frames[stamp_ns] = FrameRecord(stamp_ns)
-        return self.frames[stamp_ns]
+                                     lambda m, i=i: self._on_camera(i, m), 10)
 
     def _on_detections(self, msg: Any) -> None:
-        with self.lock:
-            rec = self._record(_stamp_ns(msg.header.stamp))
-            rec.detections = _detections_json(msg)
-            self.order.append(rec.stamp_ns)
+        stamp = _stamp_ns(msg.header.stamp)
+        self.frames[stamp] = FrameRecord(stamp, msg.header.frame_id, time.monotonic(),
+                                         [_detection(d) for d in msg.detections])
+        self.order.append(stamp)
+        if len(self.processing_ms) >= len(self.order):  # the k-th processing time belongs to the k-th frame
+            self.frames[stamp].processing_ms = self.processing_ms[len(self.order) - 1]
 
     def _on_time(self, msg: Any) -> None:
-        with self.lock:
-            self.processing_ms.append(float(msg.data))
+        self.processing_ms.append(float(msg.data))
+        if len(self.order) >= len(self.processing_ms):
+            self.frames[self.order[len(self.processing_ms) - 1]].processing_ms = float(msg.data)
 
-    def _on_image(self, name: str, msg: Any) -> None:
-        if msg.encoding != "rgb8":
+    def _on_markers(self, msg: Any) -> None:
+        rec = self.frames.get(_stamp_ns(msg.markers[0].header.stamp)) if msg.markers else None
+        if rec is None:
             return
-        rgb = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :msg.width * 3]
-        with self.lock:
-            self.latest_images[name] = rgb.reshape(msg.height, msg.width, 3)
+        rec.velocities = {m.id: _rounded((m.points[1].x - m.points[0].x, m.points[1].y - m.points[0].y,
+                                          m.points[1].z - m.points[0].z))
+                          for m in msg.markers if m.ns == "velocity"}
 
-    def processed(self) -> int:
-        """Number of frames whose detections arrived."""
-        with self.lock:
-            return len(self.order)
+    def _on_weights(self, msg: Any) -> None:
+        rec = self.frames.get(_stamp_ns(msg.header.stamp))
+        if rec is not None and msg.point_step == QUERY_WEIGHTS_DTYPE.itemsize:
+            rec.weights = np.frombuffer(bytes(msg.data), dtype=QUERY_WEIGHTS_DTYPE)
+
+    def _on_bev(self, msg: Any) -> None:
+        rec = self.frames.get(_stamp_ns(msg.header.stamp))
+        if rec is not None and msg.encoding == "rgb8":
+            rec.pictures["bev"] = _rgb(msg)
+
+    def _on_camera(self, camera: int, msg: Any) -> None:
+        stamp = _stamp_ns(msg.header.stamp)
+        rec = self.frames[self.order[-1]] if self.order else None
+        name = f"camera{camera}"
+        if (rec is None or msg.encoding != "rgb8" or name in rec.pictures
+                or abs(stamp - rec.stamp_ns) > self.max_delay_ns):
+            self.stray_overlays += 1
+            return
+        rec.pictures[name] = _rgb(msg)
+        rec.camera_stamps_ns[camera] = stamp
 
 
-def _write_frame(out: Path, index: int, rec: FrameRecord, images: dict[str, np.ndarray]) -> None:
-    folder = out / f"frame_{index:03d}"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, rgb in images.items():
-        cv2.imwrite(str(folder / f"weight_map_{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    (folder / "detections.json").write_text(json.dumps(
-        {"stamp_ns": rec.stamp_ns, "processing_ms": rec.processing_ms, "detections": rec.detections}, indent=1))
+class GroundTruth:
+    """The rig's ground truth of the played scene, in lidar_top, and the matching of detections to it."""
+
+    def __init__(self, scene: str, seed: int) -> None:
+        self.rig = SyntheticRig(seed, scene=make_scene(scene, seed))
+
+    def boxes(self, t: float) -> tuple[np.ndarray, list[str]]:
+        """[M, 9] boxes (x, y, z_bottom, l, w, h, yaw, vx, vy) and class names at rig time ``t``."""
+        boxes, names = self.rig.ground_truth_boxes(t)
+        return boxes, list(names)
+
+    @staticmethod
+    def match(det: dict[str, Any], boxes: np.ndarray, names: list[str]) -> tuple[int, dict[str, Any]] | None:
+        """(index, JSON entry) of the nearest box of the detection's class within MATCH_DISTANCE, else None."""
+        same = np.array([n == det["class"] for n in names], dtype=bool)
+        dist = np.hypot(boxes[:, 0] - det["center"][0], boxes[:, 1] - det["center"][1])
+        dist = np.where(same, dist, np.inf)
+        if not len(dist) or dist.min() > MATCH_DISTANCE:
+            return None
+        k = int(np.argmin(dist))
+        b = boxes[k]
+        return k, {"class": names[k], "center": _rounded((b[0], b[1], b[2] + b[5] / 2.0)),
+                   "size_lwh": _rounded(b[3:6]), "yaw": round(float(b[6]), 4), "velocity": _rounded((b[7], b[8], 0.0)),
+                   "distance": round(float(dist[k]), 3)}
+
+
+@dataclass
+class FrameResult:
+    """A counted frame's JSON record and its ground-truth tally."""
+
+    record: dict[str, Any]
+    gt_near: int
+    gt_found: int
+
+
+def evaluate_frame(rec: FrameRecord, start_ns: int, gt: GroundTruth) -> FrameResult:
+    """Join detections with their query's weights, velocity and ground-truth match (rig time from the stamp)."""
+    t = round((rec.stamp_ns - start_ns) / (LIDAR_PERIOD * SEC)) * LIDAR_PERIOD
+    boxes, names = gt.boxes(t)
+    found: set[int] = set()
+    detections = []
+    for rank, det in enumerate(rec.detections):
+        row = rec.weights[det["query_index"]]
+        match = GroundTruth.match(det, boxes, names) if rec.frame_id == LIDAR_FRAME else None
+        if match is not None:
+            found.add(match[0])
+        detections.append({**det, "velocity": rec.velocities.get(rank, [0.0, 0.0, 0.0]),
+                           "lidar_weight": round(float(row["lidar_weight"]), 4),
+                           "camera_weight": round(float(row["camera_weight"]), 4),
+                           "gt": None if match is None else match[1]})
+    near = set(np.flatnonzero(np.hypot(boxes[:, 0], boxes[:, 1]) < FOUND_RANGE).tolist())
+    record = {"stamp_ns": rec.stamp_ns, "rig_time_s": round(t, 3), "frame_id": rec.frame_id,
+              "processing_ms": rec.processing_ms, "units": UNITS,
+              "camera_dt_ms": {f"camera{i}": round((s - rec.stamp_ns) / 1e6, 1)
+                               for i, s in sorted(rec.camera_stamps_ns.items())},
+              "ground_truth_within_30m": len(near), "ground_truth_found": len(found & near),
+              "detections": detections}
+    return FrameResult(record, len(near), len(found & near))
+
+
+def write_frame(folder: Path, rec: FrameRecord, result: FrameResult) -> None:
+    """The frame's seven pictures (PNG) and detections.json."""
+    folder.mkdir(parents=True)
+    for name in rec.pictures:
+        cv2.imwrite(str(folder / f"weight_map_{name}.png"), cv2.cvtColor(rec.pictures[name], cv2.COLOR_RGB2BGR))
+    (folder / "detections.json").write_text(json.dumps(result.record, indent=1))
+
+
+def print_frame(index: int, rec: FrameRecord, result: FrameResult, top: int) -> None:
+    """One line for the frame (latency, cameras, matches) and its best ``top`` detections."""
+    record = result.record
+    dets = record["detections"]
+    dts = " ".join(f"{v:+.0f}" for v in record["camera_dt_ms"].values())
+    matched = sum(d["gt"] is not None for d in dets)
+    print(f"frame {index}: rig t={record['rig_time_s']:.2f} s  node {rec.processing_ms:.0f} ms  "
+          f"all {len(record['camera_dt_ms'])} cameras fused (dt ms {dts})  {len(dets)} detections, {matched} match "
+          f"ground truth, found {result.gt_found}/{result.gt_near} objects within {FOUND_RANGE:.0f} m")
+    for d in sorted(dets, key=lambda d: -d["score"])[:top]:
+        gt = (f"gt {d['gt']['class']} at {d['gt']['distance']:.2f} m" if d["gt"] is not None else "no gt match")
+        x, y, z = d["center"]
+        print(f"    {d['class']:<14} {d['score']:.2f} at ({x:7.2f}, {y:7.2f}, {z:5.2f})  "
+              f"L {d['lidar_weight']:.2f} C {d['camera_weight']:.2f}  {gt}")
+
+
+def shipped_checkpoint(config: ModelConfig) -> Path:
+    """The trained weights shipped for ``config``: ``models/weights/<name>.safetensors`` (source tree or share)."""
+    return models_dir() / "weights" / f"{config.name}.safetensors"
+
+
+def resolve_checkpoint(args: argparse.Namespace, config: ModelConfig) -> str:
+    """The checkpoint to load ('' for --random-weights); raises SystemExit naming the option at fault."""
+    if args.random_weights:
+        if args.checkpoint is not None:
+            raise SystemExit("aqr_demo: --checkpoint and --random-weights exclude each other")
+        return ""
+    path = Path(args.checkpoint).expanduser().resolve() if args.checkpoint else shipped_checkpoint(config)
+    if args.checkpoint and not path.is_file():
+        raise SystemExit(f"aqr_demo: --checkpoint: no such file {path}")
+    if not path.is_file():
+        raise SystemExit(
+            f"aqr_demo: the trained weights of {config.name} are missing: {path}\n"
+            "  Train them with the command in models/README.md (python -m aqr_ros.tools.train_rig --out "
+            f"{path}),\n  pass --checkpoint PATH, or pass --random-weights to see the data path with random weights.")
+    return str(path)
+
+
+def prepare_output(out: Path) -> Path:
+    """``out`` made absolute (against the working directory) and emptied of what a previous run wrote."""
+    out = out.expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"aqr_demo: --out: {out} exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    for folder in out.iterdir():
+        if folder.is_dir() and re.fullmatch(r"frame_\d{3,}", folder.name):
+            shutil.rmtree(folder)
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
+    return out
+
+
+def build_parser(cuda: bool) -> argparse.ArgumentParser:
+    """Command-line options; the CPU defaults keep a run short and every processed frame complete."""
+    parser = argparse.ArgumentParser(prog="aqr_demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=20 if cuda else 5, help="complete frames to write")
+    parser.add_argument("--config", default=RIG_CONFIG, help="model config name or YAML")
+    parser.add_argument("--checkpoint", default=None,
+                        help="model checkpoint (.pth/.safetensors); default: models/weights/<config>.safetensors")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="run the model with random weights (meaningless boxes; shows the data path)")
+    parser.add_argument("--scene", choices=SCENE_KINDS, default="random", help="rig scene kind")
+    parser.add_argument("--seed", type=int, default=9000, help="rig scene seed (9000-9019 are held out of training)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--rate", type=float, default=1.0 if cuda else CPU_RATE,
+                        help="rig playback speed (1 = real time; slower on CPU so the node takes consecutive clouds)")
+    parser.add_argument("--score-threshold", type=float, default=0.3, help="the node's score_threshold")
+    parser.add_argument("--top", type=int, default=5, help="detections printed per frame")
+    parser.add_argument("--out", type=Path, default=Path("out/demo"),
+                        help="output folder (relative to the working directory)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
+    parser.add_argument("--domain-id", type=int, default=None, help="ROS domain (default: $ROS_DOMAIN_ID)")
+    return parser
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject out-of-range values, naming the option."""
+    checks = {"--frames": args.frames >= 1, "--rate": args.rate > 0.0, "--timeout": args.timeout > 0.0,
+              "--top": args.top >= 0, "--score-threshold": 0.0 <= args.score_threshold <= 1.0,
+              "--domain-id": args.domain_id is None or 0 <= args.domain_id <= 232}
+    wrong = [name for name, ok in checks.items() if not ok]
+    if wrong:
+        parser.error(f"{', '.join(wrong)}: out of range (frames >= 1, rate > 0, timeout > 0, top >= 0, "
+                     "score threshold 0..1, domain id 0..232)")
+
+
+def _print_failure(name: str, code: int | None, log: Path) -> None:
+    """Say that a child exited and show its FATAL/ERROR lines (or its last lines)."""
+    print(f"{name} exited with code {code}; from {log}:")
+    for line in log_problems(log):
+        print(f"  | {line}")
+
+
+def announce(args: argparse.Namespace, config: ModelConfig, checkpoint: str, out: Path, env: dict[str, str],
+             tf_note: str) -> None:
+    """The start-up lines: model, scene, output, DDS, and what the weights are good for."""
+    print(f"aqr_ros demo: model {config.name} on device '{args.device}', rig scene {args.scene} seed {args.seed}, "
+          f"{args.frames} frames, output {out}")
+    print(f"  DDS on loopback, ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0 (ROS default)')}; {tf_note}")
+    if not checkpoint:
+        print("  NOTE: --random-weights: the boxes and weight maps are meaningless; they only show the data path.")
+        return
+    print(f"  checkpoint {checkpoint}")
+    if config.name == RIG_CONFIG:
+        print("  NOTE: this model was trained on the synthetic rig only; for real sensors use a nuScenes "
+              f"checkpoint (--checkpoint ... --config {NUSCENES_CONFIG})")
+
+
+def node_parameters(args: argparse.Namespace, checkpoint: str) -> dict[str, object]:
+    """Overrides of the shipped parameter file for aqr_node."""
+    params: dict[str, object] = {"model.config": args.config, "model.device": args.device,
+                                 "score_threshold": args.score_threshold}
+    if checkpoint:
+        params["model.checkpoint"] = checkpoint
+    return params
+
+
+def rig_arguments(args: argparse.Namespace, start_s: int, num_sweeps: int) -> list[str]:
+    """``python`` arguments of the rig publisher: enough clouds for some drops, stamps from ``start_s``.
+
+    It renders 0.25 s of rig time ahead on a slow CPU playback (plenty there) and 2 s in real time.
+    """
+    return ["-m", "aqr_ros.tools.rig_publisher", "--scene", args.scene, "--seed", str(args.seed),
+            "--frames", str(num_sweeps + 4 * args.frames + 10), "--rate", str(args.rate),
+            "--start-time", str(start_s), "--prebuffer", str(max(0.25, 2.0 * args.rate)),
+            "--wait-for-subscribers", "1", "--wait-timeout", str(args.timeout)]
+
+
+@dataclass
+class Collector:
+    """Decides the processed frames in order: written when complete, else skipped with a counted reason."""
+
+    out: Path
+    start_ns: int
+    num_sweeps: int
+    views: int
+    gt: GroundTruth
+    top: int
+    results: list[FrameResult] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+    decided: int = 0
+
+    def decide(self, listener: DemoListener, wanted: int) -> None:
+        """Decide every received frame whose outputs are all in or overdue, until ``wanted`` are written."""
+        while self.decided < len(listener.order) and len(self.results) < wanted:
+            rec = listener.frames[listener.order[self.decided]]
+            index = round((rec.stamp_ns - self.start_ns) / (LIDAR_PERIOD * SEC))
+            missing = rec.missing(self.views)
+            if index >= self.num_sweeps and missing and time.monotonic() - rec.arrived < SETTLE_S:
+                return  # its pictures may still come
+            self.decided += 1
+            if index < self.num_sweeps:
+                self.skipped[f"sweep history not full (rig frame < {self.num_sweeps})"] += 1
+            elif missing:
+                self.skipped["incomplete: no " + ", ".join(missing)] += 1
+            else:
+                result = evaluate_frame(rec, self.start_ns, self.gt)
+                write_frame(self.out / f"frame_{len(self.results):03d}", rec, result)
+                print_frame(len(self.results), rec, result, self.top)
+                self.results.append(result)
+            rec.pictures.clear()
+
+
+def wait_for_node(executor: Any, listener_node: Any, node_proc: Any, node_log: Path, timeout: float) -> bool:
+    """Spin until aqr_node publishes detections (model loaded); False when it exited or ``timeout`` passed."""
+    start = time.monotonic()
+    while listener_node.count_publishers(f"{NODE}/output/detections") == 0:
+        executor.spin_once(timeout_sec=0.2)
+        if node_proc.poll() is not None:
+            _print_failure("aqr_node", node_proc.returncode, node_log)
+            return False
+        if time.monotonic() - start > timeout:
+            print(f"timed out after {timeout:g} s waiting for aqr_node (--timeout)")
+            return False
+    print(f"  aqr_node ready after {time.monotonic() - start:.1f} s")
+    return True
+
+
+def collect(executor: Any, listener: DemoListener, collector: Collector, node_proc: Any, rig_proc: Any,
+            logs: tuple[Path, Path], args: argparse.Namespace, deadline: float) -> None:
+    """Spin and decide frames until enough are written, a child fails, the rig is done, or the deadline."""
+    idle_since = None
+    while len(collector.results) < args.frames and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+        if node_proc.poll() is not None:
+            _print_failure("aqr_node", node_proc.returncode, logs[0])
+            return
+        collector.decide(listener, args.frames)
+        if rig_proc.poll() is None or collector.decided < len(listener.order):
+            idle_since = None
+            continue
+        idle_since = idle_since or time.monotonic()
+        if time.monotonic() - idle_since > SETTLE_S:  # the rig is done and nothing more came
+            if rig_proc.returncode != 0:
+                _print_failure("aqr_rig_publisher", rig_proc.returncode, logs[1])
+            return
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point (``aqr_demo``, ``./scripts/demo.sh``)."""
-    cuda = torch.cuda.is_available()
-    parser = argparse.ArgumentParser(prog="aqr_demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=20 if cuda else 3, help="processed frames to collect")
-    parser.add_argument("--config", default="cmt_aqr_voxel0100_r50_800x320", help="model config name or YAML")
-    parser.add_argument("--checkpoint", default="", help="model checkpoint (.pth/.safetensors); empty = random")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    parser.add_argument("--rate", type=float, default=1.0 if cuda else 0.05,
-                        help="rig playback speed (1 = real time; slower on CPU so frames are not all dropped)")
-    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
-    parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
-    parser.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "42")))
+    parser = build_parser(torch.cuda.is_available())
     args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        parser.error(f"--config: {exc}")
+    checkpoint = resolve_checkpoint(args, config)
+    out = prepare_output(args.out)
+    env, tf_note = child_env(args.domain_id)
+    announce(args, config, checkpoint, out, env, tf_note)
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from aqr_ros.model import load_config
-
-    views = load_config(args.config).image.num_views
-    args.out.mkdir(parents=True, exist_ok=True)
-    env, tf_note = child_env(args.domain_id)
-    print(f"aqr_ros demo: model {args.config} on device '{args.device}', {args.frames} frames, output {args.out}")
-    print(f"  DDS on loopback, ROS_DOMAIN_ID={args.domain_id}; {tf_note}")
-    if not args.checkpoint:
-        print("  NOTE: no --checkpoint given: the model has RANDOM weights, so boxes and weight maps are "
-              "meaningless; they only show the data path.")
-
-    params: dict[str, object] = {"model.config": args.config, "model.device": args.device, "score_threshold": 0.0}
-    if args.checkpoint:
-        params["model.checkpoint"] = args.checkpoint
-    node_args = node_arguments(params, views)
-    # Enough rig time to process the requested frames at the measured speed is unknown up front:
-    # publish plenty of frames slowly; the node always takes the newest complete one.
-    rig_frames = max(40, args.frames * 12)
-    rig_args = ["-m", "aqr_ros.tools.rig_publisher", "--frames", str(rig_frames), "--rate", str(args.rate),
-                "--prebuffer", "2.0", "--wait-for-subscribers", "1", "--wait-timeout", str(args.timeout)]
-
+    logs = (out / "aqr_node.log", out / "rig_publisher.log")
+    start_s = int(time.time())
+    deadline = time.monotonic() + args.timeout
+    collector = Collector(out, start_s * SEC, config.lidar.num_sweeps, config.image.num_views,
+                          GroundTruth(args.scene, args.seed), args.top)
+    max_delay_ns = int(float(shipped_parameter("sync.max_camera_lidar_delay")) * SEC)
     rclpy.init(domain_id=args.domain_id)
     listener_node = rclpy.create_node("aqr_demo")
-    listener = DemoListener(listener_node, views)
+    listener = DemoListener(listener_node, config.image.num_views, max_delay_ns)
     executor = SingleThreadedExecutor()
     executor.add_node(listener_node)
-    node_proc = spawn(node_args, env, args.out / "aqr_node.log")
+    node_proc = spawn(node_arguments(node_parameters(args, checkpoint), config.image.num_views), env, logs[0])
     rig_proc = None
-    start = time.monotonic()
-    written = 0
     try:
         print("  starting aqr_node (model load and warm-up) ...")
-        while listener_node.count_publishers(f"{NODE}/output/detections") == 0:
-            executor.spin_once(timeout_sec=0.2)
-            if node_proc.poll() is not None:
-                print(f"aqr_node exited with code {node_proc.returncode}; see {args.out / 'aqr_node.log'}")
-                return 1
-            if time.monotonic() - start > args.timeout:
-                print("timed out waiting for aqr_node")
-                return 1
-        print(f"  aqr_node ready after {time.monotonic() - start:.1f} s; starting the rig at {args.rate}x real time "
-              f"({1 / (LIDAR_PERIOD / args.rate):.1f} clouds/s)")
-        rig_proc = spawn(rig_args, env, args.out / "rig_publisher.log")
-        last_count = 0
-        while written < args.frames and time.monotonic() - start < args.timeout:
-            executor.spin_once(timeout_sec=0.1)
-            if listener.processed() > last_count:
-                # Give the weight-map images of this frame a moment to arrive.
-                settle = time.monotonic() + 1.0
-                while time.monotonic() < settle:
-                    executor.spin_once(timeout_sec=0.05)
-                with listener.lock:
-                    stamp = listener.order[last_count]
-                    rec = listener.frames[stamp]
-                    if len(listener.processing_ms) > last_count:  # the k-th time belongs to the k-th frame
-                        rec.processing_ms = listener.processing_ms[last_count]
-                    images = dict(listener.latest_images)
-                last_count += 1
-                _write_frame(args.out, written, rec, images)
-                top = sorted(rec.detections, key=lambda d: -(d["score"] or 0))[:3]
-                ms = f"{rec.processing_ms:.0f} ms" if rec.processing_ms is not None else "n/a"
-                print(f"frame {written}: stamp {stamp / 1e9:.3f}  node latency {ms}  {len(rec.detections)} detections"
-                      + "".join(f"\n    {d['class']:<20} {d['score']:.3f} at ({d['center'][0]:7.2f}, "
-                                f"{d['center'][1]:7.2f}, {d['center'][2]:5.2f}) id {d['query_index']}" for d in top))
-                written += 1
-            if rig_proc.poll() is not None and listener.processed() == last_count:
-                executor.spin_once(timeout_sec=2.0)
-                if listener.processed() == last_count:
-                    break
+        if not wait_for_node(executor, listener_node, node_proc, logs[0], args.timeout):
+            return 1
+        print(f"  starting the rig at {args.rate:g}x real time ({args.rate / LIDAR_PERIOD:.2f} clouds/s)")
+        rig_proc = spawn(rig_arguments(args, start_s, config.lidar.num_sweeps), env, logs[1])
+        collect(executor, listener, collector, node_proc, rig_proc, logs, args, deadline)
     finally:
         stop(rig_proc)
         stop(node_proc)
         listener_node.destroy_node()
         rclpy.try_shutdown()
-    times = [listener.frames[s].processing_ms for s in listener.order[:written]
-             if listener.frames[s].processing_ms is not None]
-    summary = {"frames": written, "config": args.config, "checkpoint": args.checkpoint or None,
-               "processing_ms": times}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return finish(out, args, config, checkpoint, collector, listener.stray_overlays)
+
+
+def finish(out: Path, args: argparse.Namespace, config: ModelConfig, checkpoint: str, collector: Collector,
+           stray: int) -> int:
+    """Write summary.json, print the totals; exit code 0 when all requested frames were written."""
+    results, skipped = collector.results, collector.skipped
+    times = [r.record["processing_ms"] for r in results]
+    near, found = sum(r.gt_near for r in results), sum(r.gt_found for r in results)
+    summary = {"frames": len(results), "config": config.name, "checkpoint": checkpoint or None,
+               "random_weights": not checkpoint, "scene": args.scene, "seed": args.seed, "rate": args.rate,
+               "processing_ms": times, "skipped": dict(skipped), "stray_overlays": stray,
+               "ground_truth_within_30m": near, "ground_truth_found": found}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    if skipped:
+        print(f"skipped {sum(skipped.values())} processed frames: "
+              + "; ".join(f"{n} {reason}" for reason, n in skipped.items()))
     if times:
-        print(f"processed {written} frames; node latency median {np.median(times):.0f} ms, max {max(times):.0f} ms")
-    print(f"wrote {written} frame folders (weight_map_*.png, detections.json) and summary.json to {args.out}")
-    return 0 if written >= args.frames else 1
+        print(f"node latency over {len(times)} frames: median {np.median(times):.0f} ms, max {max(times):.0f} ms")
+    print(f"ground truth within {FOUND_RANGE:.0f} m: found {found} of {near} objects over {len(results)} frames"
+          + (f" ({100.0 * found / near:.0f} %)" if near else ""))
+    print(f"wrote {len(results)} frame folders ({config.image.num_views + 1} weight_map_*.png, detections.json each) "
+          f"and summary.json to {out}")
+    print(f"logs: {out / 'aqr_node.log'}, {out / 'rig_publisher.log'}")
+    return 0 if len(results) >= args.frames else 1
 
 
 if __name__ == "__main__":

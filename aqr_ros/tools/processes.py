@@ -7,27 +7,34 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import yaml
+
 from aqr_ros.tools.synthetic_rig import CAMERA_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
+#: The parameter file the node is started with.
+PARAMS_FILE = REPO / "config" / "aqr.yaml"
 #: Fully qualified name of the node started by :func:`node_arguments`.
 NODE = "/aqr_node"
 
 
-def child_env(domain_id: int) -> tuple[dict[str, str], str]:
+def child_env(domain_id: int | None) -> tuple[dict[str, str], str]:
     """Environment for the children: loopback DDS, the large-message profile, and a tf2_ros.
 
-    Where no ROS 2 install provides tf2_ros (the PyPI ROS wheels have none), the node gets the test
-    double from ``test/doubles``; the returned note says which one is used.
+    ``domain_id`` None keeps this process's ``ROS_DOMAIN_ID`` (or ROS's default when unset). Where no ROS 2
+    install provides tf2_ros (the PyPI ROS wheels have none), the node gets the test double from
+    ``test/doubles``; the returned note says which one is used.
     """
     env = dict(os.environ)
-    env["ROS_DOMAIN_ID"] = str(domain_id)
+    if domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(domain_id)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_data.xml"))
     paths = [str(REPO)]
@@ -41,10 +48,18 @@ def child_env(domain_id: int) -> tuple[dict[str, str], str]:
     return env, note
 
 
+def shipped_parameter(name: str) -> object:
+    """Value of the dotted parameter ``name`` (e.g. ``sync.max_camera_lidar_delay``) in :data:`PARAMS_FILE`."""
+    value = yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"]
+    for key in name.split("."):
+        value = value[key]
+    return value
+
+
 def node_arguments(params: Mapping[str, object], num_views: int) -> list[str]:
     """``python`` arguments starting aqr_node with the shipped parameters, ``params`` overrides, and its
     inputs remapped onto the rig publisher's topics."""
-    args = ["-m", "aqr_ros.ros.node", "--ros-args", "--params-file", str(REPO / "config" / "aqr.yaml")]
+    args = ["-m", "aqr_ros.ros.node", "--ros-args", "--params-file", str(PARAMS_FILE)]
     for name, value in params.items():
         args += ["-p", f"{name}:={value}"]
     args += ["-r", "~/input/pointcloud:=/lidar_top/points"]
@@ -59,6 +74,13 @@ def spawn(args: Sequence[str], env: Mapping[str, str], log: Path) -> subprocess.
     with log.open("wb") as handle:
         return subprocess.Popen([sys.executable, *args], env=dict(env), stdout=handle, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+
+
+def log_problems(log: Path, tail: int = 20) -> list[str]:
+    """The FATAL and ERROR lines of a child's log, else its last ``tail`` lines (e.g. a Python traceback)."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    problems = [line for line in lines if re.search(r"\[(FATAL|ERROR)\]", line)]
+    return problems or lines[-tail:]
 
 
 def stop(proc: subprocess.Popen | None) -> None:

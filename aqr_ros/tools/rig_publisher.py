@@ -4,8 +4,10 @@ Publishes ``lidar_top/points`` (PointCloud2, frame lidar_top, 20 Hz), ``<cam>/im
 ``<cam>/camera_info`` for the six cameras (12 Hz each, phase-shifted) — relative names, so ``/lidar_top/points``
 etc. in the root namespace and movable with ``--ros-args -r __ns:=/x`` — the rig's static transforms on
 ``/tf_static`` (transient local), ``odom → base_link`` on ``/tf`` at every sensor stamp, and optionally
-``/clock``. Messages are rendered before they are due (by default all of them before the first one is sent), so
-the publish times follow the sensor times; stamps are set when publishing starts.
+``/clock``. ``--scene`` picks the fixed street (``template``, the default) or a scene drawn from the random street
+distribution (``random``); ``--seed`` seeds either. Messages are rendered before they are due (by default all of
+them before the first one is sent), so the publish times follow the sensor times; stamps are set when publishing
+starts.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from std_msgs.msg import Header
 
 from aqr_ros.ros.to_msg import (camera_info_msg, image_from_array, pointcloud2_from_structured, stamp_from_seconds,
                                 transform_stamped)
+from aqr_ros.tools.rig_scenes import SCENE_KINDS, make_scene
 from aqr_ros.tools.synthetic_rig import (BASE_FRAME, CAMERA_NAMES, LIDAR_FRAME, LIDAR_PERIOD, ODOM_FRAME,
                                         CameraFrame, LidarFrame, SyntheticRig)
 
@@ -62,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=NODE_NAME, description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40, help="number of LiDAR frames (20 Hz) to publish")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (2 = twice real time)")
-    parser.add_argument("--seed", type=int, default=0, help="scene seed")
+    parser.add_argument("--seed", type=int, default=0, help="scene seed (and LiDAR noise seed)")
+    parser.add_argument("--scene", choices=SCENE_KINDS, default="template",
+                        help="template: the fixed street jittered by --seed; random: a street drawn by --seed from "
+                             "the random scene distribution (aqr_ros.tools.rig_scenes)")
     parser.add_argument("--no-noise", action="store_true", help="publish noise-free LiDAR sweeps")
     parser.add_argument("--use-sim-time-clock", action="store_true", help="also publish /clock at every stamp")
     parser.add_argument("--drop-camera", type=int, action="append", default=[], choices=range(len(CAMERA_NAMES)),
@@ -91,7 +97,8 @@ class RigPublisher(Node):
     def __init__(self, options: argparse.Namespace):
         super().__init__(NODE_NAME)
         self.options = options
-        self.rig = SyntheticRig(seed=options.seed, noise=not options.no_noise)
+        self.rig = SyntheticRig(seed=options.seed, noise=not options.no_noise,
+                                scene=make_scene(options.scene, options.seed))
         self.cameras = tuple(i for i in range(len(CAMERA_NAMES)) if i not in options.drop_camera)
         reliability = (ReliabilityPolicy.RELIABLE if options.qos == "reliable" else ReliabilityPolicy.BEST_EFFORT)
         sensor_qos = QoSProfile(depth=5, reliability=reliability)

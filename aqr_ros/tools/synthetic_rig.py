@@ -13,10 +13,16 @@ Times ``t`` are seconds since the start of the sequence; ROS stamps are ``start_
 every 50 ms (20 Hz); camera ``i`` exposes at ``camera_offsets[i] + n / 12`` (12 Hz), the offset being the moment
 the LiDAR beam sweeps across that camera's optical axis, as on the nuScenes car. Everything is a pure function of
 the seed and ``t``: the same seed gives identical bytes.
+
+Scenes: :meth:`Scene.generate` jitters one fixed street; :func:`aqr_ros.tools.rig_scenes.random_scene` draws
+streets from a distribution for training. Objects have a front face of their own colour and LiDAR albedo, and
+cars and trucks an asymmetric profile of box parts (:func:`object_parts`), so that their heading is observable
+from any side.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,9 +60,36 @@ _R_BODY_OPTICAL = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]]
 _CORNER_SIGNS = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
 _FACES = np.array([[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]])
 _FACE_NORMALS = np.array([[-1, 0, 0], [1, 0, 0], [0, -1, 0], [0, 1, 0], [0, 0, -1], [0, 0, 1]], dtype=np.float64)
+# Whether each face lies on the max corner's side of a box (+x, +y, +z) rather than the min corner's.
+_FACE_OUTWARD_MAX = _FACE_NORMALS.sum(axis=1) > 0.0
+#: Index in _FACES of the front face (+x in the object frame: where the heading points).
+_FRONT_FACE = 1
+# Part layouts: (min, max) corners of each part as fractions of (length, width, height), x and y from the box
+# centre, z from the ground; the first part carries the object's front face. Other classes are one whole box.
+_PART_LAYOUTS = {
+    # A lower body over the whole box, 0.55 high (long bonnet in front, short boot behind); the greenhouse on it,
+    # half the length, set back (centre at -0.08 L) and slightly narrower.
+    "car": (((-0.5, -0.5, 0.0), (0.5, 0.5, 0.55)), ((-0.33, -0.45, 0.55), (0.17, 0.45, 1.0))),
+    # A lower cab at the front, a gap, then the full-height cargo box over the rear 70 %.
+    "truck": (((0.25, -0.5, 0.0), (0.5, 0.5, 0.8)), ((-0.5, -0.5, 0.0), (0.2, 0.5, 1.0))),
+}
+_WHOLE_BOX = (((-0.5, -0.5, 0.0), (0.5, 0.5, 1.0)),)
 
 _GROUND_ALBEDO = 14.0
+# Image background: sky and ground colours (BGR) at the top of the image, and how much they darken (sky) or
+# brighten (ground) towards the bottom row.
+_SKY_BGR = np.array([250.0, 215.0, 175.0])
+_SKY_GRADIENT = -40.0
+_GROUND_BGR = np.array([78.0, 82.0, 86.0])
+_GROUND_GRADIENT = 24.0
+#: Classes whose front (+x face) differs from the body: headlights and number plate, a face and chest.
+FRONT_CLASSES = frozenset({"car", "truck", "bus", "bicycle", "pedestrian"})
+# Front colours: vehicles mix their body colour into a warm headlight white, pedestrians into white (lighter).
+_VEHICLE_FRONT_MIX = (np.array([170.0, 240.0, 255.0]), 0.7)
+_PEDESTRIAN_FRONT_MIX = (np.array([255.0, 255.0, 255.0]), 0.45)
 _NEAR_PLANE = 0.05
+# Rings within this many radians outside a box's elevation bounds are still cast against it (rounding).
+_ELEVATION_PAD = 1e-6
 _SUBPIXEL_BITS = 4
 
 
@@ -80,6 +113,47 @@ def _rigid(R: np.ndarray, t: np.ndarray) -> np.ndarray:
     T[:3, :3] = R
     T[:3, 3] = t
     return T
+
+
+def background_rows(height: int) -> tuple[np.ndarray, np.ndarray]:
+    """[height, 3] uint8 sky and ground BGR colour of every image row (the vertical gradient of the background)."""
+    f = (np.arange(height, dtype=np.float64) / height)[:, None]
+    sky = _SKY_BGR + f * _SKY_GRADIENT
+    ground = _GROUND_BGR + f * _GROUND_GRADIENT
+    return sky.round().astype(np.uint8), ground.round().astype(np.uint8)
+
+
+_BACKGROUND_COLORS = np.unique(np.concatenate(background_rows(IMAGE_HEIGHT)), axis=0).astype(np.int32)
+
+
+def background_clearance(color: tuple[int, int, int]) -> int:
+    """Per-channel (L-inf) distance from a BGR colour to the nearest sky or ground colour of a rig image.
+
+    Object colours must keep clear of the background so that pixels can be attributed by exact colour.
+    """
+    return int(np.abs(_BACKGROUND_COLORS - np.asarray(color, dtype=np.int32)).max(axis=1).min())
+
+
+def front_color(class_name: str, color: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Colour of an object's front face derived from its body colour, so that its heading shows in the images.
+
+    Vehicles get a warm headlight white tinted by the body, pedestrians a lighter shade of it; symmetric classes
+    (cones, barriers) keep the body colour.
+    """
+    if class_name not in FRONT_CLASSES:
+        return tuple(int(c) for c in color)
+    target, weight = _PEDESTRIAN_FRONT_MIX if class_name == "pedestrian" else _VEHICLE_FRONT_MIX
+    mixed = (1.0 - weight) * np.asarray(color, dtype=np.float64) + weight * target
+    return tuple(int(c) for c in np.round(mixed))
+
+
+def object_parts(class_name: str, size: tuple[float, float, float]) -> np.ndarray:
+    """[P, 2, 3] min and max corners of an object's axis-aligned parts in its frame (x forward, z up from the ground).
+
+    Cars and trucks get an asymmetric profile, so that their heading shows from the side as well; other classes
+    are one box. The parts do not overlap, their bounding box is ``size`` and the first carries the front face.
+    """
+    return np.array(_PART_LAYOUTS.get(class_name, _WHOLE_BOX)) * np.asarray(size, dtype=np.float64)
 
 
 def invert_rigid(T: np.ndarray) -> np.ndarray:
@@ -206,7 +280,12 @@ class Rig:
 
 @dataclass(frozen=True)
 class SceneObject:
-    """A box on the ground: class name (nuScenes list), size, pose and velocity in odom at t = 0, colour, albedo."""
+    """An object on the ground: class name (nuScenes list), size, pose and velocity in odom at t = 0, colours, albedos.
+
+    Its shape is :func:`object_parts` of its class within the box ``size``. The front face (+x face of the first
+    part, where ``yaw`` points) has its own colour and albedo so that the heading is observable; left as ``None``
+    they are set to the body's (a symmetric object).
+    """
 
     class_name: str
     #: (length dx, width dy, height dz) in metres.
@@ -216,10 +295,21 @@ class SceneObject:
     yaw: float
     #: (vx, vy) in odom, m/s; constant.
     velocity: tuple[float, float]
-    #: BGR colour used for every face in the camera images; unique per object.
+    #: BGR colour of the body (every face but the front) in the camera images; unique per scene.
     color: tuple[int, int, int]
-    #: LiDAR reflectivity (0..255) at normal incidence.
+    #: LiDAR reflectivity (0..255) of the body at normal incidence.
     albedo: float
+    #: BGR colour of the front face; unique per scene unless it equals ``color``. ``None``: ``color``.
+    front_color: tuple[int, int, int] | None = None
+    #: LiDAR reflectivity of the front face (headlights, number plate). ``None``: ``albedo``.
+    front_albedo: float | None = None
+
+    def __post_init__(self) -> None:
+        """Resolve an unset front colour or albedo to the body's."""
+        if self.front_color is None:
+            object.__setattr__(self, "front_color", self.color)
+        if self.front_albedo is None:
+            object.__setattr__(self, "front_albedo", self.albedo)
 
 
 @dataclass(frozen=True)
@@ -239,7 +329,8 @@ class EgoMotion:
 
 
 # Object templates: class, size, (x, y), yaw, (vx, vy), BGR colour, albedo. Colours are far from the background;
-# several objects stand where neighbouring cameras overlap.
+# several objects stand where neighbouring cameras overlap. Front colours follow from front_color(), front albedos
+# from _TEMPLATE_FRONT_ALBEDO.
 _TEMPLATE = (
     ("car", (4.6, 1.9, 1.6), (16.0, 0.3), 0.0, (6.5, 0.0), (48, 48, 224), 45.0),
     ("car", (4.4, 1.85, 1.55), (11.0, -5.3), 0.05, (0.0, 0.0), (224, 128, 32), 40.0),
@@ -253,6 +344,8 @@ _TEMPLATE = (
     ("traffic_cone", (0.4, 0.4, 0.7), (9.5, -2.7), 0.3, (0.0, 0.0), (0, 96, 255), 180.0),
     ("traffic_cone", (0.4, 0.4, 0.7), (-7.5, 2.6), 0.0, (0.0, 0.0), (64, 160, 255), 180.0),
 )
+# Front albedo of the template's classes with a front: bright headlights and plates, lighter clothing in front.
+_TEMPLATE_FRONT_ALBEDO = {"car": 160.0, "pedestrian": 45.0}
 
 
 @dataclass(frozen=True)
@@ -273,7 +366,7 @@ class Scene:
         objects = tuple(
             SceneObject(name, tuple(float(v) for v in np.multiply(size, scale[k])),
                         (x + float(shift[k, 0]), y + float(shift[k, 1])), yaw + float(turn[k]),
-                        velocity, color, albedo)
+                        velocity, color, albedo, front_color(name, color), _TEMPLATE_FRONT_ALBEDO.get(name))
             for k, (name, size, (x, y), yaw, velocity, color, albedo) in enumerate(_TEMPLATE))
         return cls(objects)
 
@@ -284,8 +377,13 @@ class Scene:
 
     @property
     def colors(self) -> np.ndarray:
-        """[M, 3] uint8 BGR colour of every object."""
-        return np.array([obj.color for obj in self.objects], dtype=np.uint8)
+        """[M, 3] uint8 BGR body colour of every object."""
+        return np.array([obj.color for obj in self.objects], dtype=np.uint8).reshape(-1, 3)
+
+    @property
+    def front_colors(self) -> np.ndarray:
+        """[M, 3] uint8 BGR front-face colour of every object."""
+        return np.array([obj.front_color for obj in self.objects], dtype=np.uint8).reshape(-1, 3)
 
     def box_states(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Odom geometric centres [M, 3], rotations object → odom [M, 3, 3], half sizes [M, 3], velocities [M, 3]."""
@@ -299,6 +397,10 @@ class Scene:
         R = np.zeros((len(yaw), 3, 3))
         R[:, 0, 0], R[:, 0, 1], R[:, 1, 0], R[:, 1, 1], R[:, 2, 2] = c, -s, s, c, 1.0
         return centre, R, size / 2.0, vel
+
+    def part_bounds(self) -> list[np.ndarray]:
+        """Per object, its parts' [P, 2, 3] min and max corners in the box frame of :meth:`box_states` (centred)."""
+        return [object_parts(obj.class_name, obj.size) - [0.0, 0.0, obj.size[2] / 2.0] for obj in self.objects]
 
 
 class SensorEvent(NamedTuple):
@@ -336,14 +438,62 @@ class CameraFrame:
 
 def _clip_near(poly: np.ndarray, z_near: float) -> np.ndarray:
     """The part of a convex polygon [n, 3] (camera frame) with z >= z_near, vertices in the same order."""
+    if poly[:, 2].min() >= z_near:
+        return poly
     nxt = np.roll(poly, -1, axis=0)
     inside, nxt_inside = poly[:, 2] >= z_near, nxt[:, 2] >= z_near
+    # Edges parallel to the near plane give inf or nan crossings, never kept.
     with np.errstate(divide="ignore", invalid="ignore"):
         a = (z_near - poly[:, 2]) / (nxt[:, 2] - poly[:, 2])
-    crossing = poly + a[:, None] * (nxt - poly)
+        crossing = poly + a[:, None] * (nxt - poly)
     candidates = np.stack([poly, crossing], axis=1)
     keep = np.stack([inside, inside != nxt_inside], axis=1)
     return candidates[keep]
+
+
+def _enter_parts(parts: np.ndarray, origin: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slab test of rays against box parts [P, 2, 3] (all in the parts' frame): entry ranges and entered axes.
+
+    ``origin`` and ``direction`` [..., 3] broadcast together; both results are [P, ...]: the range to the entry
+    point (``inf`` where a ray misses the part or starts inside it) and the axis of the face it enters through.
+    """
+    shape = (len(parts),) + (1,) * (direction.ndim - 1) + (3,)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1 = (parts[:, 0].reshape(shape) - origin) / direction
+        t2 = (parts[:, 1].reshape(shape) - origin) / direction
+    t_enter_axes = np.fmin(t1, t2)
+    t_enter = t_enter_axes.max(axis=-1)
+    hit = (t_enter <= np.fmax(t1, t2).min(axis=-1)) & (t_enter > 0.0)
+    return np.where(hit, t_enter, np.inf), t_enter_axes.argmax(axis=-1)
+
+
+def _painting_order(parts: np.ndarray, eye: np.ndarray) -> np.ndarray:
+    """Indices of an object's parts [P, 2, 3] in the order to paint them seen from ``eye`` (same frame).
+
+    Two disjoint boxes are separated by a plane across one axis; the one on the eye's side may hide the other but
+    never the reverse, so it is painted later; parts are sorted by how many others they may hide (exact for two
+    parts, or parts in a row). Distance would not do: seen from ahead, a car's lower body, whose top runs under the
+    cabin, is nearer than the cabin.
+    """
+    hides = np.zeros(len(parts), dtype=np.int64)
+    for a, b in itertools.combinations(range(len(parts)), 2):
+        # gaps[0]: how far b lies above a along each axis, gaps[1]: a above b; the largest is a separation.
+        gaps = np.stack([parts[b, 0] - parts[a, 1], parts[a, 0] - parts[b, 1]])
+        side, axis = np.unravel_index(np.argmax(gaps), gaps.shape)
+        low, high = (a, b) if side == 0 else (b, a)
+        plane = (parts[low, 1, axis] + parts[high, 0, axis]) / 2.0
+        hides[high if eye[axis] > plane else low] += 1
+    return np.argsort(hides, kind="stable")
+
+
+def _fill_face(image: np.ndarray, K: np.ndarray, face: np.ndarray, color: tuple[int, int, int]) -> None:
+    """Paint one planar convex face [n, 3] (camera frame) into ``image`` in ``color``, clipped at the near plane."""
+    poly = _clip_near(face, _NEAR_PLANE)
+    if len(poly) < 3:
+        return
+    uvw = poly @ K.T
+    uv = np.round(uvw[:, :2] / uvw[:, 2:3] * float(1 << _SUBPIXEL_BITS)).astype(np.int32)
+    cv2.fillConvexPoly(image, uv, color, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
 
 
 class SyntheticRig:
@@ -393,25 +543,7 @@ class SyntheticRig:
         dirs = np.stack(np.broadcast_arrays(np.cos(el)[None, :] * np.cos(az)[:, None],
                                             np.cos(el)[None, :] * np.sin(az)[:, None], np.sin(el)[None, :]), axis=-1)
         T_lidar_odom = invert_rigid(self.ego_pose(t) @ self.rig.T_base_lidar)
-        centre, R, half, vel = self._boxes_in(T_lidar_odom, t)
-
-        # Slab test of every ray against every box, in each box's frame at the column's firing time.
-        # Row vectors times R give R^T p: box-frame coordinates [M, A, 3] and ray directions [M, A, R, 3].
-        origin_local = -((centre[:, None, :] + vel[:, None, :] * tau[None, :, None]) @ R)
-        dir_local = dirs[None] @ R[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t1 = (-half[:, None, None, :] - origin_local[:, :, None, :]) / dir_local
-            t2 = (half[:, None, None, :] - origin_local[:, :, None, :]) / dir_local
-        t_enter_axes = np.fmin(t1, t2)
-        t_enter = t_enter_axes.max(axis=-1)
-        t_exit = np.fmax(t1, t2).min(axis=-1)
-        hit = (t_enter <= t_exit) & (t_enter > 0.0)
-        t_box = np.where(hit, t_enter, np.inf)
-        nearest = t_box.argmin(axis=0)
-        t_obj = np.take_along_axis(t_box, nearest[None], axis=0)[0]
-        # Cosine of the incidence angle on the entered face (the slab that was entered last).
-        cos_box = np.abs(np.take_along_axis(dir_local, t_enter_axes.argmax(axis=-1)[..., None], axis=-1)[..., 0])
-        cos_obj = np.take_along_axis(cos_box, nearest[None], axis=0)[0]
+        t_obj, albedo_obj, cos_obj = self._cast_boxes(dirs, tau, *self._boxes_in(T_lidar_odom, t))
 
         # Ground plane (odom z = 0) in the lidar frame: n . p = offset.
         normal = T_lidar_odom[:3, 2]
@@ -422,8 +554,7 @@ class SyntheticRig:
 
         use_obj = t_obj < t_ground
         rng_m = np.where(use_obj, t_obj, t_ground)
-        albedo = np.array([obj.albedo for obj in self.scene.objects])
-        intensity = np.where(use_obj, albedo[nearest] * (0.35 + 0.65 * cos_obj),
+        intensity = np.where(use_obj, albedo_obj * (0.35 + 0.65 * cos_obj),
                              _GROUND_ALBEDO * (0.35 + 0.65 * np.abs(down)))
         valid = (rng_m >= lidar.min_range) & (rng_m <= lidar.max_range)
         if self.noise:
@@ -441,29 +572,96 @@ class SyntheticRig:
         out["time"] = time[valid]
         return out
 
+    def _cast_boxes(self, dirs: np.ndarray, tau: np.ndarray, centre: np.ndarray, R: np.ndarray, half: np.ndarray,
+                    vel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Nearest object hit of every ray [A, R]: range (inf if none), albedo of the face hit, |cos| of incidence.
+
+        Each object's parts are slab-tested in its own frame, where it is when the column fires, and only against
+        the rays that can reach its box (:meth:`_reachable_rays`); the nearest part wins, the earlier part on equal
+        ranges, and on equal ranges between objects the earlier object.
+        """
+        t_obj = np.full(dirs.shape[:2], np.inf)
+        albedo_obj = np.zeros(dirs.shape[:2])
+        cos_obj = np.zeros(dirs.shape[:2])
+        for m, (obj, parts) in enumerate(zip(self.scene.objects, self.scene.part_bounds())):
+            cols, rings = self._reachable_rays(centre[m], R[m], half[m], vel[m])
+            if len(cols) == 0 or len(rings) == 0:
+                continue
+            rays = np.ix_(cols, rings)
+            # Row vectors times R give R^T p: object-frame ray origins [C, 1, 3] and directions [C, R', 3].
+            origin_local = -((centre[m] + vel[m] * tau[cols, None]) @ R[m])[:, None, :]
+            dir_local = dirs[rays] @ R[m]
+            t_part, axis_part = _enter_parts(parts, origin_local, dir_local)
+            part = t_part.argmin(axis=0)
+            t_enter = t_part.min(axis=0)
+            entered = np.choose(part, axis_part)
+            closer = t_enter < t_obj[rays]
+            # The front face is the first part's +x slab entered from outside, i.e. by a ray running towards -x.
+            front = (part == 0) & (entered == 0) & (dir_local[..., 0] < 0.0)
+            cos_entered = np.abs(np.choose(entered, np.moveaxis(dir_local, -1, 0)))
+            t_obj[rays] = np.where(closer, t_enter, t_obj[rays])
+            albedo_obj[rays] = np.where(closer, np.where(front, obj.front_albedo, obj.albedo), albedo_obj[rays])
+            cos_obj[rays] = np.where(closer, cos_entered, cos_obj[rays])
+        return t_obj, albedo_obj, cos_obj
+
+    def _reachable_rays(self, centre: np.ndarray, R: np.ndarray, half: np.ndarray,
+                        vel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Firing columns and rings whose rays can meet a box (lidar frame) during the turn, in increasing order.
+
+        Columns: the azimuth span of its corners at the start and the end of the turn, padded by a column each
+        side. Rings: the elevations its heights span seen from its nearest and farthest horizontal distance. All
+        rays when the LiDAR is inside or close to the box, none when the box is entirely out of range.
+        """
+        lidar = self.rig.lidar
+        steps, elevations = lidar.azimuth_steps, np.radians(lidar.elevations_deg)
+        corners = centre + (_CORNER_SIGNS * half) @ R.T
+        swept = np.concatenate([corners, corners + vel * lidar.period])
+        xy = swept[:, :2]
+        reach = float(np.linalg.norm(xy - centre[:2], axis=1).max())
+        distance = math.hypot(centre[0], centre[1])
+        if distance - reach > lidar.max_range:
+            return np.arange(0), np.arange(0)
+        if distance <= reach + 0.5:
+            return np.arange(steps), np.arange(len(elevations))
+        near, far = distance - reach, distance + reach
+        low, high = float(swept[:, 2].min()), float(swept[:, 2].max())
+        lowest = math.atan2(low, near if low < 0.0 else far)
+        highest = math.atan2(high, near if high > 0.0 else far)
+        rings = np.flatnonzero((elevations >= lowest - _ELEVATION_PAD) & (elevations <= highest + _ELEVATION_PAD))
+        bearing = math.atan2(centre[1], centre[0])
+        offsets = np.angle(np.exp(1j * (np.arctan2(xy[:, 1], xy[:, 0]) - bearing)))
+        per_rad = steps / (2.0 * math.pi)
+        middle = (lidar.start_azimuth - bearing) * per_rad
+        first = math.floor(middle - offsets.max() * per_rad) - 1
+        last = math.ceil(middle - offsets.min() * per_rad) + 1
+        if last - first + 1 >= steps:
+            return np.arange(steps), rings
+        return np.sort(np.arange(first, last + 1) % steps), rings
+
     def camera_image(self, i: int, t: float) -> np.ndarray:
-        """900x1600x3 uint8 BGR image of camera ``i`` at ``t``: sky, ground and every box's visible faces."""
+        """900x1600x3 uint8 BGR image of camera ``i`` at ``t``: sky, ground and every object's visible faces.
+
+        Objects are painted far to near, each one's parts in :func:`_painting_order`; the first part's +x face in
+        the object's front colour, every other face in its body colour.
+        """
         cam = self.rig.cameras[i]
         T_cam_odom = invert_rigid(self.ego_pose(t) @ cam.T_base_cam)
         image = self._background(cam, T_cam_odom)
-        centre, R, half, _ = self._boxes_in(T_cam_odom, t)
-        corners = centre[:, None, :] + np.einsum("mij,mkj->mki", R, _CORNER_SIGNS * half[:, None, :])
-        normals = np.einsum("mij,fj->mfi", R, _FACE_NORMALS)
-        face_centres = centre[:, None, :] + normals * (np.abs(_FACE_NORMALS) @ half.T).T[:, :, None]
-        facing = np.einsum("mfi,mfi->mf", normals, face_centres) < 0.0
-        colors = self.scene.colors
-        scale = float(1 << _SUBPIXEL_BITS)
+        centre, R, _, _ = self._boxes_in(T_cam_odom, t)
+        all_parts = self.scene.part_bounds()
         for m in np.argsort(-np.linalg.norm(centre, axis=1), kind="stable"):
-            if corners[m, :, 2].max() < _NEAR_PLANE:
-                continue
-            color = tuple(int(c) for c in colors[m])
-            for face in _FACES[facing[m]]:
-                poly = _clip_near(corners[m, face], _NEAR_PLANE)
-                if len(poly) < 3:
+            obj, parts = self.scene.objects[m], all_parts[m]
+            # The camera (origin of its frame) in the object's frame: R^T (0 - centre).
+            eye = -(centre[m] @ R[m])
+            for p in _painting_order(parts, eye):
+                corners = centre[m] + np.where(_CORNER_SIGNS > 0.0, parts[p, 1], parts[p, 0]) @ R[m].T
+                if corners[:, 2].max() < _NEAR_PLANE:
                     continue
-                uvw = poly @ cam.K.T
-                uv = np.round(uvw[:, :2] / uvw[:, 2:3] * scale).astype(np.int32)
-                cv2.fillConvexPoly(image, uv, color, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+                # A face is seen from outside its plane: n . eye > n . (its max corner for +n, its min for -n).
+                plane = np.where(_FACE_OUTWARD_MAX, _FACE_NORMALS @ parts[p, 1], _FACE_NORMALS @ parts[p, 0])
+                for f in np.flatnonzero(_FACE_NORMALS @ eye > plane):
+                    color = obj.front_color if p == 0 and f == _FRONT_FACE else obj.color
+                    _fill_face(image, cam.K, corners[_FACES[f]], color)
         return image
 
     @staticmethod
@@ -474,12 +672,10 @@ class SyntheticRig:
         u = np.arange(cam.width, dtype=np.float64)
         v = np.arange(cam.height, dtype=np.float64)
         is_ground = (a * u[None, :] + b * v[:, None] + c) < 0.0
-        f = (v / cam.height)[:, None]
-        sky = np.array([250.0, 215.0, 175.0]) - f * np.array([40.0, 40.0, 40.0])
-        ground = np.array([78.0, 82.0, 86.0]) + f * np.array([24.0, 24.0, 24.0])
+        sky, ground = background_rows(cam.height)
         image = np.empty((cam.height, cam.width, 3), dtype=np.uint8)
-        image[:] = sky.round().astype(np.uint8)[:, None, :]
-        np.copyto(image, ground.round().astype(np.uint8)[:, None, :], where=is_ground[:, :, None])
+        image[:] = sky[:, None, :]
+        np.copyto(image, ground[:, None, :], where=is_ground[:, :, None])
         return image
 
     def schedule(self, num_lidar_frames: int) -> list[SensorEvent]:
