@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from aqr_ros.model.config import NUSCENES_CAMERAS, load_config
+from aqr_ros.model.config import NUSCENES_CAMERAS
 from aqr_ros.ros.node import NODE_NAME
 from aqr_ros.ros.params import SPEC_BY_NAME
 from conftest import REPO_ROOT
@@ -50,5 +50,5 @@ def test_parameter_file_sets_only_declared_parameters_with_a_shipped_model():
 
     flat = flatten(params)
     assert set(flat) <= set(SPEC_BY_NAME), sorted(set(flat) - set(SPEC_BY_NAME))
-    assert load_config(flat["model.config"]).name == flat["model.config"]
+    assert flat["model.config"] == "", "the shipped params leave the model to the checkpoint"
     assert len(flat["sync.camera_offsets"]) == len(NUSCENES_CAMERAS)

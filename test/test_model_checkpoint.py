@@ -9,16 +9,21 @@ from pathlib import Path
 import pytest
 import torch
 
+from aqr_ros.model import AqrCmt
 from aqr_ros.model.checkpoint import (
     GAUSSIAN_KERNEL_KEY,
     TYPE_EMBED_KEYS,
     CheckpointError,
     RawCheckpoint,
     adapt_state_dict,
+    carried_config,
+    check_training_values,
     describe,
     export_safetensors,
+    mmcv_training_values,
     read_checkpoint,
 )
+from aqr_ros.model.config import config_from_dict, load_config
 from aqr_ros.tools.checkpoint import main
 from checkpoint_factory import CLASSES, load_manifest, synthetic_state_dict, write_synthetic_checkpoint
 
@@ -179,10 +184,12 @@ def test_safetensors_export_round_trip(tmp_path, small) -> None:
     write_synthetic_checkpoint(src, small, seed=5, spconv1=True)
     raw = read_checkpoint(src)
     out = tmp_path / "model.safetensors"
-    export_safetensors(raw, out, "cmt_aqr_voxel0100_r50_800x320")
+    config = load_config("cmt_aqr_voxel0100_r50_800x320_original")
+    export_safetensors(raw, out, config)
     back = read_checkpoint(out)
     assert back.source_format == "safetensors"
-    assert back.config_name == "cmt_aqr_voxel0100_r50_800x320"
+    assert back.config_name == config.name and config_from_dict(back.model_config) == config
+    assert carried_config(back) == config
     assert back.meta["CLASSES"] == list(CLASSES) and back.meta["mmdet3d_version"] == "1.0.0rc5"
     assert set(back.state_dict) == set(raw.state_dict)
     for key, tensor in raw.state_dict.items():
@@ -221,9 +228,14 @@ def test_cli_export_and_bad_input(tmp_path, small, capsys) -> None:
     src = tmp_path / "src.pth"
     written = write_synthetic_checkpoint(src, small)
     out = tmp_path / "out.safetensors"
-    assert main(["export", str(src), str(out), "--config", "small"], expected_shapes=lambda name: small) == 0
+    name = "cmt_aqr_voxel0100_r50_800x320"
+    assert main(["export", str(src), str(out), "--config", name], expected_shapes=lambda _: small) == 0
     back = read_checkpoint(out)
-    assert back.config_name == "small" and all(torch.equal(back.state_dict[k], v) for k, v in written.items())
+    assert back.config_name == name and all(torch.equal(back.state_dict[k], v) for k, v in written.items())
+    # Exported again under a config that contradicts the one it now carries: refused, naming the value.
+    assert main(["export", str(out), str(tmp_path / "again.safetensors"), "--config", name + "_original"],
+                expected_shapes=lambda _: small) == 2
+    assert "aqr.postprocess_perspective: checkpoint True, config False" in capsys.readouterr().err
     capsys.readouterr()
     refused = tmp_path / "refused.safetensors"
     assert main(["export", str(src), str(refused), "--config", "x"],
@@ -237,3 +249,32 @@ def test_cli_module_entry_point_reports_bad_input_with_status_2(tmp_path) -> Non
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120)
     assert proc.returncode == 2
     assert proc.stdout == "" and f"checkpoint file not found: {missing}" in proc.stderr
+
+
+MMCV_CONFIG_TEXT = """point_cloud_range = [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0]
+voxel_size = [0.1, 0.1, 0.2]
+ida_aug_conf = dict(final_dim=(320, 800), bot_pct_lim=(0.0, 0.0))
+model = dict(
+    type='CmtDetector',
+    pts_bbox_head=dict(type='CmtHead', num_query=900, point_cloud_range=point_cloud_range,
+                       aqr=dict(window_sizes=[8, 5], max_weight_clamp=2.5, residual_weight=0.6)))
+"""
+
+
+def test_mmcv_training_values_are_parsed_not_executed():
+    meta = {"config": MMCV_CONFIG_TEXT + "import os\nos.remove('/nonexistent')\n", "CLASSES": ["car"]}
+    assert mmcv_training_values(meta) == {
+        "CLASSES": ["car"], "point_cloud_range": [-54.0, -54.0, -5.0, 54.0, 54.0, 3.0], "voxel_size": [0.1, 0.1, 0.2],
+        "final_dim": (320, 800), "num_query": 900, "window_sizes": [8, 5], "max_weight_clamp": 2.5,
+        "residual_weight": 0.6}
+    assert mmcv_training_values({"config": "not python ("}) == {}
+
+
+def test_a_pth_is_refused_under_a_config_its_training_contradicts(tmp_path):
+    path = tmp_path / "epoch_1.pth"
+    torch.save({"meta": {"config": MMCV_CONFIG_TEXT, "CLASSES": list(CLASSES)}, "state_dict": {}}, path)
+    with pytest.raises(CheckpointError, match=r"max_weight_clamp: training config 2.5, model config 1.5; "
+                                              r"residual_weight: training config 0.6, model config 0.7"):
+        AqrCmt.from_checkpoint(path, config="cmt_aqr_voxel0100_r50_800x320")
+    check_training_values(read_checkpoint(path).meta, load_config("cmt_aqr_voxel0100_r50_800x320_clamp2.5_res0.6"),
+                          path)  # the config of its training passes

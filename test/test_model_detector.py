@@ -62,9 +62,21 @@ def test_loads_an_mmdet3d_checkpoint_strictly(tmp_path, capsys):
     assert "model match: yes" in capsys.readouterr().out
 
     exported = tmp_path / "epoch_1.safetensors"
-    export_safetensors(read_checkpoint(path), exported, CONFIG)
+    export_safetensors(read_checkpoint(path), exported, load_config(CONFIG))
     again = AqrCmt.from_checkpoint(exported, config=CONFIG).state_dict()
     assert all(torch.equal(again[k], v) for k, v in state.items())
+
+
+def test_a_checkpoint_that_carries_its_config_decides_the_model(tmp_path):
+    """Exported under the bug-reproducing config, the file builds that model on its own and refuses the fix."""
+    src, exported = tmp_path / "epoch_1.pth", tmp_path / "original.safetensors"
+    write_synthetic_checkpoint(src, load_manifest())
+    original = load_config(CONFIG + "_original")
+    export_safetensors(read_checkpoint(src), exported, original)
+    assert AqrCmt.from_checkpoint(exported).config == original
+    assert not AqrCmt.from_checkpoint(exported, config=original).config.aqr.postprocess_perspective
+    with pytest.raises(CheckpointError, match=r"aqr\.postprocess_perspective: checkpoint False, config True"):
+        AqrCmt.from_checkpoint(exported, config=CONFIG)
 
 
 def test_rejects_a_truncated_checkpoint_naming_the_keys(tmp_path):

@@ -1,15 +1,17 @@
 """Start-up failures of the real node process: a clear fatal message naming the parameter, exit code != 0."""
 
 import subprocess
+import time
 
 import pytest
 import torch
 
-from node_harness import TINY_CONFIG, node_command, start_node, stop_node
+from node_harness import REPO, TINY_CONFIG, node_command, start_node, stop_node
 
 pytestmark = pytest.mark.ros
 
 DOMAIN_ID = 63
+RIG_WEIGHTS = REPO / "models" / "weights" / "aqr_cmt_rig_small.safetensors"
 
 
 def run_node(params, timeout=120):
@@ -54,3 +56,24 @@ def test_invalid_parameters_are_fatal_and_named(params, name):
 def test_cuda_device_without_cuda_is_fatal():
     code, out = run_node({"model.device": "cuda"})
     assert code == 1 and "'model.device'" in out and "CUDA is not available" in out
+
+
+def test_a_checkpoint_that_carries_its_config_decides_the_model():
+    log = start_node(node_command("", {"model.checkpoint": str(RIG_WEIGHTS), "model.device": "cpu"}, {}), DOMAIN_ID)
+    try:
+        for _ in range(600):
+            if "ready:" in log.text() or log.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+    finally:
+        stop_node(log)
+    out = log.text()
+    assert "ready: model aqr_cmt_rig_small (carried by the checkpoint)" in out, out
+    assert "camera-map post-processing on (the fix)" in out
+
+
+def test_a_config_that_contradicts_the_checkpoint_is_fatal_and_says_how():
+    code, out = run_node({"model.checkpoint": str(RIG_WEIGHTS), "model.device": "cpu"})  # with the tiny config
+    assert code == 1, out
+    assert "FATAL" in out and "'model.config'" in out and "carries model config 'aqr_cmt_rig_small'" in out
+    assert "head.num_query: checkpoint 200, config 100" in out

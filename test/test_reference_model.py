@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from aqr_ros.model import load_config
-from aqr_ros.model.checkpoint import read_checkpoint
+from aqr_ros.model.checkpoint import carried_config, read_checkpoint
 from aqr_ros.tools.evaluate_rig import run
 from aqr_ros.tools.rig_dataset import EVAL_SEEDS, parse_seeds
 
@@ -25,10 +25,11 @@ AP_TOLERANCE = 0.02
 ERROR_TOLERANCE = 0.05
 
 
-def test_shipped_weights_carry_their_training_record():
+def test_shipped_weights_carry_their_config_and_training_record():
     assert WEIGHTS.stat().st_size <= 25e6
-    meta = read_checkpoint(WEIGHTS).meta
-    assert meta["config"]["name"] == "aqr_cmt_rig_small"
+    raw = read_checkpoint(WEIGHTS)
+    assert carried_config(raw) == load_config("aqr_cmt_rig_small"), "the file must carry the config it was trained with"
+    meta = raw.meta
     assert "training" in meta, f"{WEIGHTS.name} lacks its training record: {sorted(meta)}"
     training = meta["training"]
     seeds = parse_seeds(training["options"]["seeds"])

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
 
 from aqr_ros.model import AqrCmt, load_config
+from aqr_ros.model.checkpoint import read_checkpoint
 from aqr_ros.model.detector import Detections
 from aqr_ros.tools.evaluate_rig import match_objects, object_camera
 from aqr_ros.tools.rig_dataset import (
@@ -113,11 +113,10 @@ def test_training_run_exports_a_loadable_self_describing_file_and_resumes(tmp_pa
     options = TrainOptions(seeds="5-6", iterations=2, batch_size=2, device="cpu")
     out = tmp_path / "m.safetensors"
     summary = train(options, out, tmp_path / "work", tmp_path / "cache", workers=1, log_every=1, checkpoint_every=1)
-    model = AqrCmt.from_checkpoint(out, config="aqr_cmt_rig_small")
-    assert not model.training
-    with safe_open(str(out), "pt") as f:
-        meta = json.loads(f.metadata()["aqr_ros.meta"])
-    assert meta["training"]["options"]["iterations"] == 2 and meta["config"]["name"] == "aqr_cmt_rig_small"
+    model = AqrCmt.from_checkpoint(out)  # the file carries its config
+    assert not model.training and model.config == load_config("aqr_cmt_rig_small")
+    meta = read_checkpoint(out).meta
+    assert meta["training"]["options"]["iterations"] == 2
     assert "--iterations 2 --batch-size 2" in summary["command"]
     log = [json.loads(line) for line in (tmp_path / "work" / "train_log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in log] == [1, 2] and all(math.isfinite(r["loss"]) for r in log)

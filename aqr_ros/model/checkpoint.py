@@ -2,14 +2,16 @@
 
 Two formats are read: the ``.pth`` / ``.pt`` files written by the original mmdet3d training (mmcv layout
 ``{'meta': ..., 'state_dict': ...}`` or a bare state dict), loaded with ``torch.load(weights_only=True)``,
-and ``.safetensors`` files written by :func:`export_safetensors`, which carry the config name and the
-mmcv ``meta`` as JSON metadata. :func:`adapt_state_dict` applies the loader rules of MODEL.md §8.3 and
+and ``.safetensors`` files written by :func:`export_safetensors`, which carry the whole model config and the
+mmcv ``meta`` as JSON metadata: such a file decides the model it runs in (:func:`bind_config`). :func:`adapt_state_dict` applies the loader rules of MODEL.md §8.3 and
 then checks the keys and shapes strictly against what the model expects.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import math
 import pickle
 import re
 from collections import Counter
@@ -19,6 +21,16 @@ from typing import Any, Mapping
 
 import torch
 from torch import Tensor
+
+from aqr_ros.model.config import (
+    ConfigError,
+    ModelConfig,
+    config_differences,
+    config_from_dict,
+    config_to_dict,
+    json_ready,
+    load_config,
+)
 
 #: Suffixes read as torch pickles (with ``weights_only=True``) and as safetensors.
 PICKLE_SUFFIXES = (".pth", ".pt")
@@ -41,6 +53,17 @@ _BUFFER_NAMES = frozenset({
 #: Safetensors metadata keys written by :func:`export_safetensors`.
 _META_KEY = "aqr_ros.meta"
 _CONFIG_KEY = "aqr_ros.config"
+_MODEL_CONFIG_KEY = "aqr_ros.model_config"
+#: Keys of an original training's mmcv config text (``meta['config']``) → the model config field they fix.
+_MMCV_FIELDS = {
+    "point_cloud_range": ("lidar", "point_cloud_range"),
+    "voxel_size": ("lidar", "voxel_size"),
+    "final_dim": ("image", "input_size"),
+    "num_query": ("head", "num_query"),
+    "window_sizes": ("aqr", "window_sizes"),
+    "max_weight_clamp": ("aqr", "max_weight_clamp"),
+    "residual_weight": ("aqr", "residual_weight"),
+}
 #: How many keys of each kind an error lists.
 _LIST_LIMIT = 20
 
@@ -53,14 +76,16 @@ class CheckpointError(RuntimeError):
 class RawCheckpoint:
     """A checkpoint as read from disk: its tensors, the mmcv ``meta`` and where it came from.
 
-    ``source_format`` is ``"pth"`` or ``"safetensors"``; ``config_name`` is the model config recorded by
-    :func:`export_safetensors` (None for the original ``.pth`` files).
+    ``source_format`` is ``"pth"`` or ``"safetensors"``; ``config_name`` and ``model_config`` (the whole config
+    as a mapping) are what :func:`export_safetensors` recorded (None for the original ``.pth`` files; files
+    exported before the whole config was recorded carry the name only).
     """
 
     state_dict: dict[str, Tensor]
     meta: dict[str, Any]
     source_format: str
     config_name: str | None = None
+    model_config: dict[str, Any] | None = None
 
 
 def _unpickler_reason(exc: Exception) -> str:
@@ -105,19 +130,30 @@ def _read_pickle(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return dict(state), dict(meta)
 
 
-def _read_safetensors(path: Path) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+def _read_safetensors(path: Path, tensors: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """(tensors, or {} when ``tensors`` is false; the string metadata)."""
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        meta = json.loads(metadata.get(_META_KEY, "{}"))
+            state = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file (corrupt or truncated?): {exc}") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: metadata {_META_KEY!r} is not a JSON object")
-    return state, meta, metadata.get(_CONFIG_KEY)
+    return state, metadata
+
+
+def _json_object(path: Path, metadata: Mapping[str, str], key: str) -> dict[str, Any] | None:
+    """The JSON object stored under ``key`` (None if absent); anything else is a :class:`CheckpointError`."""
+    if key not in metadata:
+        return None
+    try:
+        value = json.loads(metadata[key])
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: metadata {key!r} is not a JSON object")
+    return value
 
 
 def read_checkpoint(path: str | Path) -> RawCheckpoint:
@@ -129,12 +165,14 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     suffix = path.suffix.lower()
-    config_name = None
+    config_name, model_config = None, None
     if suffix in PICKLE_SUFFIXES:
         state, meta = _read_pickle(path)
         source_format = "pth"
     elif suffix == SAFETENSORS_SUFFIX:
-        state, meta, config_name = _read_safetensors(path)
+        state, metadata = _read_safetensors(path)
+        meta = _json_object(path, metadata, _META_KEY) or {}
+        config_name, model_config = metadata.get(_CONFIG_KEY), _json_object(path, metadata, _MODEL_CONFIG_KEY)
         source_format = "safetensors"
     else:
         accepted = ", ".join((*PICKLE_SUFFIXES, SAFETENSORS_SUFFIX))
@@ -143,7 +181,95 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     if not_tensors:
         raise CheckpointError(f"{path}: state dict entries that are not named tensors: {not_tensors[:_LIST_LIMIT]}")
     state = {k.removeprefix("module."): v for k, v in state.items()}
-    return RawCheckpoint(state_dict=state, meta=meta, source_format=source_format, config_name=config_name)
+    return RawCheckpoint(state_dict=state, meta=meta, source_format=source_format, config_name=config_name,
+                         model_config=model_config)
+
+
+def carried_config(raw: RawCheckpoint, source: str | Path = "checkpoint") -> ModelConfig | None:
+    """The model config a checkpoint carries: its whole recorded config, else the shipped config it names,
+    else None (the original ``.pth`` files)."""
+    try:
+        if raw.model_config is not None:
+            return config_from_dict(raw.model_config)
+        return load_config(raw.config_name) if raw.config_name else None
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: its recorded model config is not valid here: {exc}") from None
+
+
+def read_carried_config(path: str | Path) -> ModelConfig | None:
+    """:func:`carried_config` of a checkpoint file, read from its metadata alone; None for the ``.pth`` files of
+    the original training, which carry no aqr_ros config."""
+    path = Path(path)
+    if path.suffix.lower() != SAFETENSORS_SUFFIX:
+        return None
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    _, metadata = _read_safetensors(path, tensors=False)
+    raw = RawCheckpoint({}, {}, "safetensors", metadata.get(_CONFIG_KEY), _json_object(path, metadata, _MODEL_CONFIG_KEY))
+    return carried_config(raw, path)
+
+
+def mmcv_training_values(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The model-defining values an original ``.pth`` records: ``CLASSES`` and, from the mmcv config text, the
+    first literal value of each key of :data:`_MMCV_FIELDS` (top-level assignments first). The text is parsed,
+    never executed; keys it lacks or sets to an expression are left out."""
+    values: dict[str, Any] = {}
+    if isinstance(meta.get("CLASSES"), (list, tuple)):
+        values["CLASSES"] = list(meta["CLASSES"])
+    text = meta.get("config")
+    try:
+        tree = ast.parse(text) if isinstance(text, str) else None
+    except SyntaxError:
+        tree = None
+    for node in ast.walk(tree) if tree is not None else ():
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            key, value = node.targets[0].id, node.value
+        elif isinstance(node, ast.keyword) and node.arg is not None:
+            key, value = node.arg, node.value
+        else:
+            continue
+        if key in _MMCV_FIELDS and key not in values:
+            try:
+                values[key] = ast.literal_eval(value)
+            except ValueError:
+                continue
+    return values
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    return a == b
+
+
+def check_training_values(meta: Mapping[str, Any], config: ModelConfig, source: str | Path) -> None:
+    """Refuse ``config`` for a ``.pth`` whose mmcv meta records different model-defining values, naming each."""
+    values = mmcv_training_values(meta)
+    fields = {**{k: getattr(getattr(config, sec), name) for k, (sec, name) in _MMCV_FIELDS.items()},
+              "CLASSES": config.head.class_names}
+    differences = [f"{key}: training config {value!r}, model config {json_ready(fields[key])!r}"
+                   for key, value in values.items() if not _same(value, fields[key])]
+    if differences:
+        raise CheckpointError(f"{source} was trained with values that model config {config.name!r} contradicts: "
+                              + "; ".join(differences) + ". Choose the config of its training (models/README.md).")
+
+
+def bind_config(carried: ModelConfig | None, chosen: ModelConfig | None, source: str | Path,
+                default: str) -> ModelConfig:
+    """The config a model is built with: the checkpoint's own when it carries one, after checking that an
+    explicitly ``chosen`` config agrees with it in every model-defining value; else ``chosen``, else ``default``.
+    """
+    if carried is None:
+        return chosen if chosen is not None else load_config(default)
+    if chosen is not None:
+        differences = config_differences(carried, chosen)
+        if differences:
+            raise CheckpointError(
+                f"{source} carries model config {carried.name!r}, which model config {chosen.name!r} contradicts: "
+                + "; ".join(differences) + ". Give no model config to use the checkpoint's own.")
+    return carried
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -299,16 +425,18 @@ def describe(raw: RawCheckpoint, expected: Mapping[str, tuple[int, ...]] | None 
     )
 
 
-def export_safetensors(raw: RawCheckpoint, path: str | Path, config_name: str | None) -> None:
-    """Write ``raw``'s tensors to a ``.safetensors`` file, with the config name and ``meta`` as JSON metadata."""
+def export_safetensors(raw: RawCheckpoint, path: str | Path, config: ModelConfig | None) -> None:
+    """Write ``raw``'s tensors to a ``.safetensors`` file, with the whole model ``config`` (and its name) and
+    ``meta`` as JSON metadata, so that the file decides the model it runs in."""
     path = Path(path)
     if path.suffix != SAFETENSORS_SUFFIX:
         raise CheckpointError(f"{path}: the output file name must end in {SAFETENSORS_SUFFIX}")
     from safetensors.torch import save_file
 
     metadata = {_META_KEY: json.dumps(raw.meta, default=str)}
-    if config_name:
-        metadata[_CONFIG_KEY] = config_name
+    if config is not None:
+        metadata[_CONFIG_KEY] = config.name
+        metadata[_MODEL_CONFIG_KEY] = json.dumps(config_to_dict(config))
     # Fresh contiguous copies: safetensors refuses tensors that share storage or are non-contiguous.
     tensors = {k: v.detach().contiguous().clone() for k, v in raw.state_dict.items()}
     try:

@@ -254,6 +254,27 @@ def config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
     return cfg
 
 
+def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
+    """The JSON-ready nested mapping of ``cfg`` that :func:`config_from_dict` reads back."""
+    return json_ready(dataclasses.asdict(cfg))
+
+
+def json_ready(value: Any) -> Any:
+    """``value`` with tuples turned into lists, recursively (what a JSON round trip gives)."""
+    if isinstance(value, Mapping):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def config_differences(carried: ModelConfig, chosen: ModelConfig) -> list[str]:
+    """One ``section.key: checkpoint X, config Y`` line per model-defining value that differs (the name aside)."""
+    a, b = config_to_dict(carried), config_to_dict(chosen)
+    return [f"{section}.{key}: checkpoint {a[section][key]!r}, config {b[section][key]!r}"
+            for section in _SECTIONS for key in a[section] if a[section][key] != b[section][key]]
+
+
 def models_dir() -> Path:
     """Directory of the shipped model configs: the source tree's, else the installed share folder."""
     if _SOURCE_MODELS_DIR.is_dir():

@@ -17,7 +17,14 @@ import torch
 from torch import Tensor, nn
 
 from .bev_backbone import Second, SecondFpn
-from .checkpoint import CheckpointError, adapt_state_dict, read_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    adapt_state_dict,
+    bind_config,
+    carried_config,
+    check_training_values,
+    read_checkpoint,
+)
 from .config import ModelConfig, load_config
 from .decode import decode_boxes
 from .head import CmtHead, HeadOutput
@@ -108,18 +115,25 @@ class AqrCmt(nn.Module):
     def from_checkpoint(
         cls,
         path: str | Path | None,
-        config: str | Path | ModelConfig = DEFAULT_CONFIG,
+        config: str | Path | ModelConfig | None = None,
         device: str | torch.device = "cpu",
     ) -> "AqrCmt":
-        """Build the model for ``config`` and load ``path`` strictly (``.pth`` of the original mmdet3d
-        training or ``.safetensors``); ``None`` keeps random weights and warns that outputs are meaningless.
+        """Build the model and load ``path`` strictly (``.pth`` of the original mmdet3d training or ``.safetensors``);
+        ``None`` keeps random weights and warns that outputs are meaningless.
+
+        A ``.safetensors`` written by this project carries its model config and is built with it; a ``config``
+        given as well must agree with it (:func:`bind_config`). Otherwise ``config`` decides, by default
+        :data:`DEFAULT_CONFIG`, and must agree with what a ``.pth``'s mmcv meta records (:func:`check_training_values`).
         """
-        cfg = config if isinstance(config, ModelConfig) else load_config(config)
+        chosen = config if isinstance(config, ModelConfig) or config is None else load_config(config)
+        raw = read_checkpoint(path) if path is not None else None
+        cfg = bind_config(carried_config(raw, path) if raw is not None else None, chosen, path, DEFAULT_CONFIG)
+        if raw is not None and raw.source_format == "pth":
+            check_training_values(raw.meta, cfg, path)
         model = cls(cfg)
         if path is None:
             _LOG.warning(RANDOM_WEIGHTS_WARNING)
         else:
-            raw = read_checkpoint(path)
             state = adapt_state_dict(raw.state_dict, model.expected_shapes())
             # adapt_state_dict already proved the key sets equal (the kernel buffer aside) and the shapes.
             result = model.load_state_dict(state, strict=False)

@@ -80,6 +80,29 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def model_config_of(config_param: str, checkpoint: str) -> tuple[ModelConfig, str]:
+    """(the model config to build, where it came from): the checkpoint's own when it carries one, checked
+    against ``model.config`` if that is given; else ``model.config``, else the default config."""
+    from aqr_ros.model.checkpoint import CheckpointError, bind_config, read_carried_config
+    from aqr_ros.model.detector import DEFAULT_CONFIG
+
+    try:
+        chosen = load_config(config_param) if config_param else None
+    except ConfigError as exc:
+        raise StartupError(f"parameter 'model.config': {exc}") from None
+    try:
+        carried = read_carried_config(checkpoint) if checkpoint else None
+    except CheckpointError as exc:
+        raise StartupError(f"parameter 'model.checkpoint': {exc}") from None
+    try:
+        config = bind_config(carried, chosen, checkpoint, DEFAULT_CONFIG)
+    except CheckpointError as exc:
+        raise StartupError(f"parameter 'model.config': {exc}") from None
+    source = "carried by the checkpoint" if carried is not None else (
+        "parameter model.config" if chosen is not None else "the default")
+    return config, source
+
+
 def load_model(config: ModelConfig, checkpoint: str, device: torch.device) -> "AqrCmt":
     """Build the model and load ``checkpoint`` ('' = random weights); errors name ``model.checkpoint``."""
     from aqr_ros.model import AqrCmt  # the model tree is imported only when a node is built
@@ -126,10 +149,7 @@ class AqrNode(Node):
         """Declare and validate parameters, load and warm up the model, create publishers and subscriptions."""
         super().__init__(NODE_NAME, **kwargs)
         raw = declare_all(self)
-        try:
-            self.model_config = load_config(raw["model.config"])
-        except ConfigError as exc:
-            raise StartupError(f"parameter 'model.config': {exc}") from None
+        self.model_config, config_source = model_config_of(raw["model.config"], raw["model.checkpoint"])
         views = self.model_config.image.num_views
         self.params = validate(raw, num_cameras=views)
         p = self.params
@@ -173,8 +193,10 @@ class AqrNode(Node):
         self._worker = threading.Thread(target=self._work, name="aqr_inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"ready: model {self.model_config.name} on {self.device} ({'fp16' if p.model_fp16 else 'fp32'}), "
-            f"{views} cameras, cloud {self.cloud_sub.topic_name}")
+            f"ready: model {self.model_config.name} ({config_source}) on {self.device} "
+            f"({'fp16' if p.model_fp16 else 'fp32'}), {views} cameras, cloud {self.cloud_sub.topic_name}; "
+            + ("camera-map post-processing on (the fix)" if self.model_config.aqr.postprocess_perspective else
+               "camera-map post-processing OFF: the original training's behaviour, for checkpoints trained with it"))
 
     # ------------------------------------------------------------------ set-up
 

@@ -37,8 +37,10 @@ class ParamSpec:
 
 
 SPECS: tuple[ParamSpec, ...] = (
-    ParamSpec("model.config", "cmt_aqr_voxel0100_r50_800x320",
-              "Shipped model config name (models/<name>.yaml) or a path to a model config YAML."),
+    ParamSpec("model.config", "",
+              "Shipped model config name (models/<name>.yaml) or a path to a model config YAML; empty = the "
+              "checkpoint's own config (a .safetensors exported by aqr_ros carries it), else "
+              "cmt_aqr_voxel0100_r50_800x320. A config that contradicts the checkpoint's is refused."),
     ParamSpec("model.checkpoint", "",
               "Checkpoint (.pth of the original training or .safetensors); empty = random weights (plumbing only)."),
     ParamSpec("model.device", "auto", "Torch device: auto (cuda if available, else cpu), cpu, cuda or cuda:N."),
@@ -184,8 +186,6 @@ def validate(values: Mapping[str, Any], num_cameras: int = 6) -> NodeParams:
     if not DEVICE_PATTERN.match(v["model.device"]):
         raise ParameterError(f"parameter 'model.device': accepted values are auto, cpu, cuda, cuda:N, "
                              f"got {v['model.device']!r}")
-    if not v["model.config"]:
-        raise ParameterError("parameter 'model.config': must name a model config or a YAML file")
     if len(v["sync.camera_offsets"]) != num_cameras:
         raise ParameterError(f"parameter 'sync.camera_offsets': expected {num_cameras} values (one per camera), "
                              f"got {len(v['sync.camera_offsets'])}")

@@ -16,8 +16,16 @@ import argparse
 import sys
 from typing import Callable, Mapping, Sequence
 
-from aqr_ros.model.checkpoint import CheckpointError, adapt_state_dict, describe, export_safetensors, read_checkpoint
-from aqr_ros.model.config import ConfigError
+from aqr_ros.model.checkpoint import (
+    CheckpointError,
+    adapt_state_dict,
+    bind_config,
+    carried_config,
+    describe,
+    export_safetensors,
+    read_checkpoint,
+)
+from aqr_ros.model.config import ConfigError, load_config
 
 #: config name → checkpoint key → tensor shape expected by that model.
 ExpectedShapes = Callable[[str], Mapping[str, tuple[int, ...]]]
@@ -25,7 +33,6 @@ ExpectedShapes = Callable[[str], Mapping[str, tuple[int, ...]]]
 
 def model_expected_shapes(config: str) -> dict[str, tuple[int, ...]]:
     """Key → shape of the live model built (with random weights) for ``config``."""
-    from aqr_ros.model.config import load_config
     from aqr_ros.model.detector import AqrCmt
 
     return AqrCmt(load_config(config)).expected_shapes()
@@ -44,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write the checkpoint as .safetensors")
     export.add_argument("path", help="checkpoint file (.pth, .pt or .safetensors)")
     export.add_argument("out", help="output file, ending in .safetensors")
-    export.add_argument("--config", help="model config the checkpoint must match; its name is recorded")
+    export.add_argument("--config", help="model config the checkpoint must match; recorded whole in the file, which then "
+                        "decides the model it runs in")
     return parser
 
 
@@ -64,7 +72,9 @@ def main(argv: Sequence[str] | None = None, expected_shapes: ExpectedShapes = mo
             return 1 if summary.matches_expected is False else 0
         if expected is not None:
             adapt_state_dict(raw.state_dict, expected)
-        export_safetensors(raw, args.out, args.config or raw.config_name)
+        carried, chosen = carried_config(raw, args.path), load_config(args.config) if args.config else None
+        config = chosen if carried is None else bind_config(carried, chosen, args.path, carried.name)
+        export_safetensors(raw, args.out, config)
         print(f"wrote {args.out} ({len(raw.state_dict)} tensors)")
         return 0
     except (CheckpointError, ConfigError) as exc:

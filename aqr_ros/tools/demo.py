@@ -29,6 +29,7 @@ from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from aqr_ros.model import ConfigError, ModelConfig, load_config
+from aqr_ros.model.checkpoint import CheckpointError, bind_config, read_carried_config
 from aqr_ros.model.config import models_dir
 from aqr_ros.ros.markers import MIN_ARROW_SPEED
 from aqr_ros.ros.to_msg import QUERY_WEIGHTS_DTYPE
@@ -325,7 +326,8 @@ def build_parser(cuda: bool) -> argparse.ArgumentParser:
     """Command-line options; the CPU defaults keep a run short and every processed frame complete."""
     parser = argparse.ArgumentParser(prog="aqr_demo", description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20 if cuda else 5, help="complete frames to write")
-    parser.add_argument("--config", default=RIG_CONFIG, help="model config name or YAML")
+    parser.add_argument("--config", help=f"model config name or YAML (default: the checkpoint's own when it "
+                        f"carries one, else {RIG_CONFIG})")
     parser.add_argument("--checkpoint", default=None,
                         help="model checkpoint (.pth/.safetensors); default: models/weights/<config>.safetensors")
     parser.add_argument("--random-weights", action="store_true",
@@ -377,10 +379,12 @@ def announce(args: argparse.Namespace, config: ModelConfig, checkpoint: str, out
               f"checkpoint (--checkpoint ... --config {NUSCENES_CONFIG})")
 
 
-def node_parameters(args: argparse.Namespace, checkpoint: str) -> dict[str, object]:
-    """Overrides of the shipped parameter file for aqr_node."""
-    params: dict[str, object] = {"model.config": args.config, "model.device": args.device,
-                                 "score_threshold": args.score_threshold}
+def node_parameters(args: argparse.Namespace, config: ModelConfig, checkpoint: str) -> dict[str, object]:
+    """Overrides of the shipped parameter file for aqr_node (the config by name or path unless the checkpoint
+    carries it)."""
+    params: dict[str, object] = {"model.device": args.device, "score_threshold": args.score_threshold}
+    if args.config or not checkpoint or read_carried_config(checkpoint) is None:
+        params["model.config"] = args.config or config.name
     if checkpoint:
         params["model.checkpoint"] = checkpoint
     return params
@@ -473,10 +477,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     check_arguments(parser, args)
     try:
-        config = load_config(args.config)
+        chosen = load_config(args.config) if args.config else None
     except ConfigError as exc:
         parser.error(f"--config: {exc}")
-    checkpoint = resolve_checkpoint(args, config)
+    checkpoint = resolve_checkpoint(args, chosen or load_config(RIG_CONFIG))
+    try:
+        config = bind_config(read_carried_config(checkpoint) if checkpoint else None, chosen, checkpoint, RIG_CONFIG)
+    except CheckpointError as exc:
+        parser.error(f"--config: {exc}")
     out = prepare_output(args.out)
     env, tf_note = child_env(args.domain_id)
     announce(args, config, checkpoint, out, env, tf_note)
@@ -495,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     listener = DemoListener(listener_node, config.image.num_views, max_delay_ns)
     executor = SingleThreadedExecutor()
     executor.add_node(listener_node)
-    node_proc = spawn(node_arguments(node_parameters(args, checkpoint), config.image.num_views), env, logs[0])
+    node_proc = spawn(node_arguments(node_parameters(args, config, checkpoint), config.image.num_views), env, logs[0])
     rig_proc = None
     try:
         print("  starting aqr_node (model load and warm-up) ...")

@@ -353,10 +353,10 @@ def train(options: TrainOptions, out: Path, work_dir: Path, cache_root: Path | N
         "command": _reproduce_command(options),
     }
     model.eval()
-    meta = {"CLASSES": list(config.head.class_names), "config": asdict(config), "training": summary}
+    meta = {"CLASSES": list(config.head.class_names), "training": summary}
     out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.cpu() for k, v in model.state_dict().items()}
-    export_safetensors(RawCheckpoint(state, meta, "safetensors"), out, config.name)
+    export_safetensors(RawCheckpoint(state, meta, "safetensors"), out, config)
     print(f"train_rig: wrote {out} ({out.stat().st_size / 1e6:.1f} MB) after {step} iterations, "
           f"{train_seconds / 60:.1f} min training + {render_seconds / 60:.1f} min rendering", flush=True)
     return summary
