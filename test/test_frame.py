@@ -107,6 +107,16 @@ def test_assemble_without_poses_counts_uncompensated_sweeps():
     assert asm.assemble([None] * 6, [None] * 6).num_points == 0
 
 
+def test_sweeps_older_than_the_lag_cap_are_left_out():
+    """A 10 Hz LiDAR with 10 sweeps would reach 0.9 s back; the cap keeps what the model saw in training."""
+    asm = FrameAssembler(load_config(TINY), "rep103", max_sweep_lag_s=0.55)
+    for k in range(8):
+        asm.push_cloud(np.full((1, 4), k, np.float32), 1.0 + 0.1 * k, None)
+    out = asm.assemble([None] * 6, [None] * 6)
+    assert out.num_sweeps == 5 and out.num_points == 6  # the key cloud and the 5 within 0.5 s
+    assert float(out.points[:, 4].max()) == pytest.approx(0.5)
+
+
 def test_detections_selected_and_converted_to_ros_axes():
     from aqr_ros.model.detector import Detections
 

@@ -94,13 +94,14 @@ def test_weight_map_images_when_subscribed(setup):
 def test_diagnostics_report_fused_cameras_and_calibration(setup):
     harness, log = setup
     recover(setup)
-    # Third frame of the module: two earlier sweeps are accumulated.
+    # Third frame of the module, frames 0.5 s apart: the sweep 0.5 s back is accumulated, the one 1 s back is
+    # beyond input.max_sweep_lag (0.55 s).
     status = harness.wait_status(lambda s: int(s.get("frames published", "0")) >= 3, 10, "diagnostics", log)
     for i in range(6):
         assert status[f"camera{i} calibration"] == "ok"
         assert any(status.get(k) == "fused" for k in status if k.startswith(f"camera{i} ") and "dt" not in k)
     assert status["lidar pose in fixed frame"] == "ok"
-    assert int(status["points"]) == 3 * 20000 and status["sweeps"] == "2"
+    assert int(status["points"]) == 2 * 20000 and status["sweeps"] == "1"
     assert status["uncompensated sweeps"] == "0"
     assert "stage model ms" in status and "processing_time_ms" in status
 
@@ -170,12 +171,19 @@ def _bad_frame(kind, harness, stamp):
     if kind == "camera_info with zero K":
         return {"infos": {4: harness.camera_info(4, stamp, K=np.zeros((3, 3)))}}, "/rig/cam_back_left/camera_info", \
             "all zeros", True
+    if kind == "camera_info with fx = 1e300":
+        K = np.array(harness.camera_info(4, stamp).k, dtype=np.float64).reshape(3, 3)
+        K[0, 0] = 1e300
+        return {"infos": {4: harness.camera_info(4, stamp, K=K)}}, "/rig/cam_back_left/camera_info", \
+            "implausible focal lengths", True
+    if kind == "negative image stamp":
+        return {"images": {0: harness.image(0, -5 * SEC)}}, "/rig/cam_front/image", "negative stamp", True
     raise ValueError(kind)
 
 
 BAD_INPUTS = ["unknown image encoding", "image size differs from camera_info", "image step/data mismatch",
               "truncated cloud", "cloud without xyz", "all-NaN cloud", "empty cloud", "extreme values", "huge cloud",
-              "camera_info with zero K"]
+              "camera_info with zero K", "camera_info with fx = 1e300", "negative image stamp"]
 
 
 @pytest.mark.parametrize("kind", BAD_INPUTS)
@@ -218,6 +226,17 @@ def test_time_jump_back_resets_with_one_warning(setup):
                ["time resets"]) == resets_before + 1
     assert log.text().count("time jumped back") == 1
     assert stamp < START_NS
+
+
+def test_camera_info_float_noise_is_not_a_change(setup):
+    harness, log = setup
+    K = np.array(harness.camera_info(2, 0).k, dtype=np.float64).reshape(3, 3)
+    for i in range(1, 6):
+        noisy = K.copy()
+        noisy[:2] += (-1) ** i * 1e-9
+        harness.publish_frame(harness.next_stamp(), infos={2: harness.camera_info(2, 0, K=noisy)})
+    recover(setup)
+    assert "camera_info changed" not in log.text()
 
 
 def test_flood_of_clouds_counts_drops_and_keeps_publishing(setup):

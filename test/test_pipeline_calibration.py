@@ -144,3 +144,17 @@ def test_validate_intrinsics_names_the_problem(K, fragment):
 def test_validate_intrinsics_accepts_a_real_camera():
     assert validate_intrinsics(K_FRONT) is None
     assert validate_intrinsics(K_FRONT.reshape(-1)) is None
+    assert validate_intrinsics(K_FRONT, (900, 1600)) is None
+
+
+@pytest.mark.parametrize(("change", "fragment"), [
+    ((0, 0, 1e300), "implausible focal lengths"),
+    ((1, 1, 10.0), "implausible focal lengths"),
+    ((0, 2, 1e5), "implausible principal point"),
+])
+def test_validate_intrinsics_bounds_k_by_the_image_size(change, fragment):
+    K = K_FRONT.copy()
+    K[change[0], change[1]] = change[2]
+    assert validate_intrinsics(K) is None  # without the size only the form is checked
+    reason = validate_intrinsics(K, (900, 1600))
+    assert reason is not None and fragment in reason

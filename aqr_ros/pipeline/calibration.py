@@ -110,8 +110,13 @@ def points_to_model(points: np.ndarray, convention: str) -> np.ndarray:
     return out
 
 
-def validate_intrinsics(K: np.ndarray) -> str | None:
-    """Why ``K`` (3x3 or 9 values) is unusable as a pinhole matrix, or None when it is fine."""
+#: Plausible focal lengths as multiples of the image width: from a 180-degree fisheye to a long telephoto.
+FOCAL_RANGE_IN_WIDTHS = (0.05, 50.0)
+
+
+def validate_intrinsics(K: np.ndarray, size: tuple[int, int] | None = None) -> str | None:
+    """Why ``K`` (3x3 or 9 values) is unusable as a pinhole matrix for an image of ``size`` (H, W; optional),
+    or None when it is fine."""
     K = np.asarray(K, dtype=np.float64)
     if K.size != 9:
         return f"K has {K.size} values, expected 9"
@@ -125,4 +130,13 @@ def validate_intrinsics(K: np.ndarray) -> str | None:
         return f"focal lengths must be positive, got fx={fx:g}, fy={fy:g}"
     if not math.isclose(K[2, 2], 1.0, abs_tol=1e-6) or K[2, 0] != 0 or K[2, 1] != 0:
         return f"last row of K must be [0, 0, 1], got {K[2].tolist()}"
+    if size is not None:
+        height, width = size
+        lo, hi = (f * width for f in FOCAL_RANGE_IN_WIDTHS)
+        if not (lo <= fx <= hi and lo <= fy <= hi):
+            return (f"implausible focal lengths fx={fx:g}, fy={fy:g} px for an image {width} px wide "
+                    f"(accepted {lo:g}..{hi:g})")
+        cx, cy = K[0, 2], K[1, 2]
+        if not (-width <= cx <= 2 * width and -height <= cy <= 2 * height):
+            return f"implausible principal point ({cx:g}, {cy:g}) for a {width}x{height} image"
     return None

@@ -80,7 +80,7 @@ def calibration_issue(image: np.ndarray, calib: CameraCalibration | None) -> str
     """Why ``image`` cannot be used with ``calib`` (missing calibration, bad K, size mismatch), else None."""
     if calib is None:
         return "no calibration (camera_info or tf extrinsic missing)"
-    bad_k = validate_intrinsics(calib.K)
+    bad_k = validate_intrinsics(calib.K, calib.size)
     if bad_k is not None:
         return bad_k
     if tuple(image.shape[:2]) != tuple(calib.size):
@@ -98,14 +98,16 @@ class FrameAssembler:
         lidar_axes: str,
         device: torch.device | str = "cpu",
         intensity_scale: float = 1.0,
+        max_sweep_lag_s: float | None = None,
     ) -> None:
-        """``lidar_axes`` names the input cloud frame's axis convention (see ``calibration.axes_to_model``)."""
+        """``lidar_axes`` names the input cloud frame's axis convention (see ``calibration.axes_to_model``);
+        sweeps older than ``max_sweep_lag_s`` before the key cloud are left out (None: any age)."""
         self.config = config
         self.lidar_axes = lidar_axes
         self.device = torch.device(device)
         self.intensity_scale = intensity_scale
         self._T_model_lidar = axes_to_model(lidar_axes)
-        self.sweeps = SweepAccumulator(config.lidar.num_sweeps)
+        self.sweeps = SweepAccumulator(config.lidar.num_sweeps, max_sweep_lag_s)
         self.preprocessor = ImagePreprocessor(config.image, self.device)
         #: Model image input, allocated once and refilled by every :meth:`assemble` (saves ~5 ms per frame on CPU).
         self._images = torch.empty((config.image.num_views, 3, *config.image.input_size), dtype=torch.float32,

@@ -138,6 +138,10 @@ def transform_points(points: np.ndarray, T_out_in: Optional[np.ndarray]) -> np.n
     return points @ T_out_in[:3, :3].T + T_out_in[:3, 3]
 
 
+#: Largest change of a K entry (px) that still counts as the same camera_info.
+K_TOLERANCE_PX = 1e-6
+
+
 def _stamp_ns(header: Header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
@@ -157,7 +161,8 @@ class AqrNode(Node):
         self.model = load_model(self.model_config, p.model_checkpoint, self.device)
         if not p.model_checkpoint:
             self.get_logger().warning("model.checkpoint is empty: RANDOM weights, detections are meaningless")
-        self.assembler = FrameAssembler(self.model_config, p.lidar_axes, self.device, p.intensity_scale)
+        self.assembler = FrameAssembler(self.model_config, p.lidar_axes, self.device, p.intensity_scale,
+                                        p.max_sweep_lag)
         #: Reference point of every query in the cloud's frame (the learned points are fixed after loading).
         self.query_points = query_points(self.model.pts_bbox_head.reference_points.weight.detach().cpu().numpy(),
                                          self.model_config.lidar.point_cloud_range, p.lidar_axes)
@@ -283,25 +288,35 @@ class AqrNode(Node):
             self.get_logger().warning(f"rejected input on {topic}: {reason} ({count} rejected so far on this topic)")
 
     def _on_cloud(self, msg: PointCloud2) -> None:
-        result = self.sync.add_cloud(_stamp_ns(msg.header), msg, time.monotonic_ns())
+        topic = self.cloud_sub.topic_name
+        stamp = _stamp_ns(msg.header)
+        if stamp < 0:
+            self._reject(topic, f"negative stamp {msg.header.stamp.sec} s")
+            return
+        result = self.sync.add_cloud(stamp, msg, time.monotonic_ns())
         if result is Push.OUT_OF_ORDER:
-            self._reject(self.cloud_sub.topic_name, "stamp not newer than the previous cloud (out of order)")
+            self._reject(topic, "stamp not newer than the previous cloud (out of order)")
         elif result is Push.RESET:
             self._reset_pending.set()
             self.diag.resets += 1
-            self.get_logger().warning(f"time jumped back on {self.cloud_sub.topic_name} (bag loop?): "
-                                   "resetting buffers, sweeps and tf cache")
+            if self._due(f"{topic} reset", "time jumped back"):
+                self.get_logger().warning(f"time jumped back on {topic} (bag loop, or two sources with skewed "
+                                          f"clocks?): resetting buffers, sweeps and tf cache ({self.diag.resets} "
+                                          "resets so far)")
 
     def _on_image(self, camera: int, msg: Any) -> None:
-        if self.sync.add_image(camera, _stamp_ns(msg.header), msg) is Push.OUT_OF_ORDER:
-            self._reject(self.image_subs[camera].topic_name, "stamp not newer than the previous image (out of order)")
+        topic = self.image_subs[camera].topic_name
+        stamp = _stamp_ns(msg.header)
+        if stamp < 0:
+            self._reject(topic, f"negative stamp {msg.header.stamp.sec} s")
+        elif self.sync.add_image(camera, stamp, msg) is Push.OUT_OF_ORDER:
+            self._reject(topic, "stamp not newer than the previous image (out of order)")
 
     def _on_camera_info(self, camera: int, msg: CameraInfo) -> None:
         topic = self.info_subs[camera].topic_name
         K, size, _, _ = camera_info_intrinsics(msg)
-        reason = validate_intrinsics(K)
-        if reason is None and (size[0] <= 0 or size[1] <= 0):
-            reason = f"image size {size[1]}x{size[0]} is not positive"
+        reason = f"image size {size[1]}x{size[0]} is not positive" if size[0] <= 0 or size[1] <= 0 else None
+        reason = reason or validate_intrinsics(K, size)
         if reason is None and not msg.header.frame_id:
             reason = "empty frame_id (the optical frame is needed for tf)"
         if reason is not None:
@@ -310,7 +325,9 @@ class AqrNode(Node):
         new = Intrinsics(K, size, msg.header.frame_id)
         with self._intrinsics_lock:
             old = self._intrinsics[camera]
-            if old is not None and old.size == new.size and old.frame_id == new.frame_id and np.array_equal(old.K, K):
+            # Drivers republish K with float noise: changes below a millionth of a pixel are not changes.
+            if (old is not None and old.size == new.size and old.frame_id == new.frame_id
+                    and np.allclose(old.K, K, rtol=0.0, atol=K_TOLERANCE_PX)):
                 return
             self._intrinsics[camera] = new
         if old is not None:

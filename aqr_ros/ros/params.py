@@ -60,6 +60,9 @@ SPECS: tuple[ParamSpec, ...] = (
               "Factor from the cloud's intensity to the model's 0..255 range (e.g. 255 for 0..1 intensities).",
               bounds=(0.0, 1.0e4)),
     ParamSpec("input.max_points", 1_000_000, "Clouds with more points are rejected.", bounds=(1, 50_000_000)),
+    ParamSpec("input.max_sweep_lag", 0.55,
+              "Oldest sweep (s before the key cloud) accumulated: nuScenes' 10 sweeps at 20 Hz span 0.5 s, so a "
+              "10 Hz LiDAR must not feed the model 0.9 s old points.", bounds=(0.01, 5.0)),
     ParamSpec("sync.max_camera_lidar_delay", 0.1,
               "Largest |image stamp - offset - cloud stamp| (s) for a camera to be fused; else it is masked.",
               bounds=(0.0, 1.0)),
@@ -117,6 +120,7 @@ class NodeParams:
     compressed_images: bool
     intensity_scale: float
     max_points: int
+    max_sweep_lag: float
     max_camera_lidar_delay: float
     camera_offsets: tuple[float, ...]
     wait_timeout: float
@@ -203,6 +207,7 @@ def validate(values: Mapping[str, Any], num_cameras: int = 6) -> NodeParams:
         max_detections=v["max_detections"],
         compressed_images=v["input.compressed_images"],
         intensity_scale=v["input.intensity_scale"],
+        max_sweep_lag=v["input.max_sweep_lag"],
         max_points=v["input.max_points"],
         max_camera_lidar_delay=v["sync.max_camera_lidar_delay"],
         camera_offsets=v["sync.camera_offsets"],
