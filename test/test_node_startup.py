@@ -1,5 +1,7 @@
 """Start-up failures of the real node process: a clear fatal message naming the parameter, exit code != 0."""
 
+import os
+import signal
 import subprocess
 import time
 
@@ -77,3 +79,20 @@ def test_a_config_that_contradicts_the_checkpoint_is_fatal_and_says_how():
     assert code == 1, out
     assert "FATAL" in out and "'model.config'" in out and "carries model config 'aqr_cmt_rig_small'" in out
     assert "head.num_query: checkpoint 200, config 100" in out
+
+
+def test_ctrl_c_while_the_model_loads_is_a_clean_stop():
+    # The full-size default model with random weights and a warm-up: seconds of start-up to interrupt.
+    log = start_node(node_command("", {"model.device": "cpu", "model.warmup_iters": 2}, {}), DOMAIN_ID)
+    try:
+        for _ in range(600):
+            if "loading model" in log.text() or log.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        os.killpg(log.proc.pid, signal.SIGINT)
+        code = log.proc.wait(timeout=60)
+    finally:
+        stop_node(log)
+    out = log.text()
+    assert code == 0 and "interrupted during start-up" in out, out
+    assert "Traceback" not in out and "ready:" not in out

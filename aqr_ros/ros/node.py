@@ -158,6 +158,8 @@ class AqrNode(Node):
         self.params = validate(raw, num_cameras=views)
         p = self.params
         self.device = resolve_device(p.model_device)
+        self.get_logger().info(f"loading model {self.model_config.name} ({config_source}) from "
+                               f"{p.model_checkpoint or 'RANDOM weights'} onto {self.device} ...")
         self.model = load_model(self.model_config, p.model_checkpoint, self.device)
         if not p.model_checkpoint:
             self.get_logger().warning("model.checkpoint is empty: RANDOM weights, detections are meaningless")
@@ -343,6 +345,8 @@ class AqrNode(Node):
             try:
                 self._process(bundle)
             except Exception as exc:  # the worker must survive anything a frame can do
+                if not self._running or not self.context.ok():
+                    return  # shutting down: publishing on a closed context is expected to fail
                 self.diag.frame_skipped(f"error while processing: {exc}")
                 if self._due("worker", repr(exc)):
                     self.get_logger().error(f"frame {bundle.stamp_ns * 1e-9:.3f} failed: {exc!r}")
@@ -398,16 +402,16 @@ class AqrNode(Node):
         return points
 
     def _calibrate(self, images: Sequence[Optional[np.ndarray]],
-                   lidar_frame: str) -> tuple[list[Optional[CameraCalibration]], list[str]]:
-        """Per camera calibration (or None), and what is missing for cameras that delivered an image."""
+                   lidar_frame: str) -> tuple[list[Optional[CameraCalibration]], dict[int, str]]:
+        """Per camera calibration (or None), and camera → what is missing for cameras that delivered an image."""
         calibs: list[Optional[CameraCalibration]] = []
-        missing: list[str] = []
+        missing: dict[int, str] = {}
         for i, image in enumerate(images):
             calib, state = self._calibration(i, lidar_frame)
             self.diag.set_calibration(i, state)
             calibs.append(calib)
             if image is not None and calib is None:
-                missing.append(f"camera{i} ({state})")
+                missing[i] = state
         return calibs, missing
 
     def _output_transform(self, header: Header) -> Optional[np.ndarray] | str:
@@ -459,12 +463,25 @@ class AqrNode(Node):
             return
 
         t0 = time.perf_counter()
-        calibs, missing = self._calibrate(images, header.frame_id)
+        calibs, uncalibrated = self._calibrate(images, header.frame_id)
+        for i, why in uncalibrated.items():  # masked like a late camera, and said so
+            images[i] = None
+            states[i] = f"masked: uncalibrated ({why})"
+            if self._due(f"camera{i} calibration", why):
+                self.get_logger().warning(f"camera{i} masked: it delivers images but has no calibration ({why})")
+        report = FrameReport(camera_state=tuple(states), camera_dt_ms=dts)
+        fused = sum(image is not None for image in images)
+        if uncalibrated and (fused < p.min_cameras or not p.allow_missing_cameras):
+            reason = ("calibration incomplete: " + "; ".join(f"camera{i} ({why})" for i, why in uncalibrated.items())
+                      + f"; {fused} calibrated cameras remain (sync.min_cameras {p.min_cameras}, "
+                      f"sync.allow_missing_cameras {p.allow_missing_cameras})")
+            self.diag.frame_skipped(reason, report)
+            if self._due("calibration", reason):
+                self.get_logger().warning(f"no output: {reason}")
+            return
         T_out_lidar = self._output_transform(header)
         if isinstance(T_out_lidar, str):
-            missing.append(T_out_lidar)
-        if missing:
-            reason = "calibration incomplete: " + "; ".join(missing)
+            reason = f"calibration incomplete: {T_out_lidar}"
             self.diag.frame_skipped(reason, report)
             if self._due("calibration", reason):
                 self.get_logger().warning(f"no output: {reason}")
@@ -540,6 +557,13 @@ class AqrNode(Node):
         super().destroy_node()
 
 
+def _interrupted_start_up() -> int:
+    """Log and exit code of a start-up stopped by Ctrl-C (a requested stop, not a failure)."""
+    rclpy.logging.get_logger(NODE_NAME).info("interrupted during start-up")
+    rclpy.try_shutdown()
+    return 0
+
+
 def main(args: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ros2 run aqr_ros aqr_node``: exit code 1 with a fatal log when start-up fails."""
     rclpy.init(args=args)
@@ -549,6 +573,14 @@ def main(args: Optional[Sequence[str]] = None) -> int:
         rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
         rclpy.try_shutdown()
         return 1
+    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C while the model loads is a clean stop
+        return _interrupted_start_up()
+    except Exception:
+        # rclpy's SIGINT handler may shut the context down instead of raising; creating the node's entities
+        # then fails. A failure with the context still alive is a real error.
+        if rclpy.ok():
+            raise
+        return _interrupted_start_up()
     executor = MultiThreadedExecutor(num_threads=3)
     executor.add_node(node)
     try:
