@@ -1,6 +1,9 @@
 """Launch the aqr_ros detector node (and optionally rviz2) on a vehicle or with a bag.
 
-    ros2 launch aqr_ros aqr.launch.py checkpoint:=/path/to/aqr_cmt.pth device:=cuda rviz:=true
+    ros2 launch aqr_ros aqr.launch.py checkpoint:=/path/to/aqr_cmt.safetensors device:=cuda rviz:=true
+
+Arguments override the parameter file only when given (``aqr_ros.ros.launch_args``). No DDS profile is forced:
+``fastdds_profile:=<xml>`` opts in to one (the shipped ``config/fastdds_large_data.xml`` is loopback only).
 
 Every input is remapped from the node's ``~/input/...`` names: the LiDAR from ``lidar_topic``, camera i from
 ``<camera_namespaces[i]>/<image_suffix>`` and ``<camera_namespaces[i]>/camera_info`` (image_pipeline layout).
@@ -12,8 +15,10 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
+
+from aqr_ros.ros.launch_args import CHOICES, PARAMETER_ARGUMENTS, compressed_images, node_overrides
 
 DEFAULT_CAMERAS = "/cam_front,/cam_front_right,/cam_front_left,/cam_back,/cam_back_left,/cam_back_right"
 
@@ -38,21 +43,14 @@ def _node(context: LaunchContext) -> list[Node]:
     def value(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
-    overrides: dict = {"use_sim_time": value("use_sim_time").lower() == "true"}
-    if value("checkpoint"):
-        overrides["model.checkpoint"] = value("checkpoint")
-    if value("device"):
-        overrides["model.device"] = value("device")
-    if value("model_config"):
-        overrides["model.config"] = value("model_config")
-    compressed = value("compressed").lower() == "true"
-    overrides["input.compressed_images"] = compressed
+    given = {name: value(name) for name in (*PARAMETER_ARGUMENTS, "use_sim_time")}
+    compressed = compressed_images(given, value("params_file"))
     remaps = [("~/input/pointcloud", value("lidar_topic"))]
     remaps += camera_remaps(value("camera_namespaces"), value("image_suffix"), compressed)
     return [Node(
         package="aqr_ros", executable="aqr_node", name="aqr_node", namespace=value("namespace"),
-        parameters=[value("params_file"), overrides], remappings=remaps, output="screen",
-        arguments=["--ros-args", "--log-level", value("log_level")],
+        parameters=[value("params_file"), node_overrides(given)], remappings=remaps, output="screen",
+        ros_arguments=["--log-level", value("log_level")],
     )]
 
 
@@ -60,26 +58,41 @@ def generate_launch_description() -> LaunchDescription:
     """Arguments, the Fast DDS large-data profile, the node and (optionally) rviz2."""
     args = [
         DeclareLaunchArgument("params_file", default_value=_share("config", "aqr.yaml"),
-                              description="node parameter file"),
+                              description="node parameter file; the arguments below override it only when given"),
         DeclareLaunchArgument("checkpoint", default_value="", description="checkpoint path (empty: from params_file)"),
-        DeclareLaunchArgument("model_config", default_value="", description="model config name or YAML path"),
+        DeclareLaunchArgument("model_config", default_value="",
+                              description="model config name or YAML path (empty: the checkpoint's own / params)"),
         DeclareLaunchArgument("device", default_value="", description="auto | cpu | cuda | cuda:N (empty: params)"),
+        DeclareLaunchArgument("lidar_axes", default_value="", choices=CHOICES["lidar_axes"],
+                              description="axes of the cloud's frame (empty: params)"),
+        DeclareLaunchArgument("output_frame", default_value="", description="frame of the detections (empty: params)"),
+        DeclareLaunchArgument("fixed_frame", default_value="", description="tf fixed frame (empty: params)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
         DeclareLaunchArgument("lidar_topic", default_value="/lidar_top/points", description="PointCloud2 input"),
         DeclareLaunchArgument("camera_namespaces", default_value=DEFAULT_CAMERAS,
                               description="comma-separated camera namespaces in model view order"),
         DeclareLaunchArgument("image_suffix", default_value="image_raw", description="image topic in each namespace"),
-        DeclareLaunchArgument("compressed", default_value="false", description="subscribe to .../compressed"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
-        DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 with config/aqr.rviz"),
-        DeclareLaunchArgument("log_level", default_value="info", description="node log level"),
+        DeclareLaunchArgument("compressed", default_value="", choices=CHOICES["compressed"],
+                              description="subscribe to .../compressed (empty: params)"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", choices=CHOICES["use_sim_time"],
+                              description="use /clock (bag replay)"),
+        DeclareLaunchArgument("rviz", default_value="false", choices=CHOICES["rviz"],
+                              description="start rviz2 with config/aqr.rviz"),
+        DeclareLaunchArgument("log_level", default_value="info", choices=CHOICES["log_level"],
+                              description="node log level"),
+        DeclareLaunchArgument("fastdds_profile", default_value="",
+                              description="Fast DDS profile XML to load (opt-in, e.g. the shipped "
+                                          "config/fastdds_large_data.xml, loopback only); empty: the middleware "
+                                          "settings of the environment stand"),
     ]
     rviz = Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", _share("config", "aqr.rviz")],
                 parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
                 condition=IfCondition(LaunchConfiguration("rviz")), output="log")
     return LaunchDescription([
         *args,
-        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", _share("config", "fastdds_large_data.xml")),
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile"),
+                               condition=IfCondition(PythonExpression(["'", LaunchConfiguration("fastdds_profile"),
+                                                                      "' != ''"]))),
         OpaqueFunction(function=_node),
         rviz,
     ])

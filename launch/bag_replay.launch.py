@@ -14,8 +14,9 @@ from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchD
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 
-PASSED_THROUGH = ("params_file", "checkpoint", "model_config", "device", "namespace", "lidar_topic",
-                  "camera_namespaces", "image_suffix", "compressed", "log_level")
+PASSED_THROUGH = ("params_file", "checkpoint", "model_config", "device", "lidar_axes", "output_frame", "fixed_frame",
+                  "namespace", "lidar_topic", "camera_namespaces", "image_suffix", "compressed", "log_level",
+                  "fastdds_profile")
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -39,13 +40,17 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("checkpoint", default_value=""),
         DeclareLaunchArgument("model_config", default_value=""),
         DeclareLaunchArgument("device", default_value=""),
+        DeclareLaunchArgument("lidar_axes", default_value=""),
+        DeclareLaunchArgument("output_frame", default_value=""),
+        DeclareLaunchArgument("fixed_frame", default_value=""),
+        DeclareLaunchArgument("fastdds_profile", default_value=""),
         DeclareLaunchArgument("namespace", default_value=""),
         DeclareLaunchArgument("lidar_topic", default_value="/lidar_top/points"),
         DeclareLaunchArgument("camera_namespaces",
                               default_value="/cam_front,/cam_front_right,/cam_front_left,/cam_back,/cam_back_left,"
                                             "/cam_back_right"),
         DeclareLaunchArgument("image_suffix", default_value="image_raw"),
-        DeclareLaunchArgument("compressed", default_value="false"),
+        DeclareLaunchArgument("compressed", default_value=""),
         DeclareLaunchArgument("log_level", default_value="info"),
         node_launch,
         TimerAction(period=LaunchConfiguration("start_delay"), actions=[play]),

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from aqr_ros.ros.launch_args import PARAMETER_ARGUMENTS, compressed_images, file_parameter, node_overrides
+
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = ("aqr.launch.py", "bag_replay.launch.py")
 
@@ -22,12 +24,32 @@ def _declared_arguments(path: Path) -> set[str]:
 def test_launch_files_declare_the_documented_arguments():
     node_args = _declared_arguments(REPO / "launch" / "aqr.launch.py")
     assert {"params_file", "checkpoint", "device", "namespace", "lidar_topic", "camera_namespaces", "image_suffix",
-            "use_sim_time", "rviz", "log_level"} <= node_args
+            "use_sim_time", "rviz", "log_level", "lidar_axes", "output_frame", "fixed_frame",
+            "fastdds_profile"} <= node_args
+    assert set(PARAMETER_ARGUMENTS) <= node_args
     bag_args = _declared_arguments(REPO / "launch" / "bag_replay.launch.py")
-    assert {"bag", "rate", "start_delay", "rviz", "checkpoint"} <= bag_args
+    assert {"bag", "rate", "start_delay", "rviz", "checkpoint"} | set(PARAMETER_ARGUMENTS) <= bag_args
     text = (REPO / "launch" / "bag_replay.launch.py").read_text()
     assert '"--clock"' in text and '"use_sim_time": "true"' in text
-    assert "fastdds_large_data.xml" in (REPO / "launch" / "aqr.launch.py").read_text()
+    # The DDS profile is opt-in: set only under a condition, never unconditionally.
+    node_text = (REPO / "launch" / "aqr.launch.py").read_text()
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" in node_text and 'LaunchConfiguration("fastdds_profile"),\n' in node_text
+    assert "condition=IfCondition" in node_text.split("FASTDDS_DEFAULT_PROFILES_FILE")[1][:200]
+
+
+def test_launch_arguments_override_the_params_file_only_when_given(tmp_path):
+    assert node_overrides({"use_sim_time": "false", "compressed": "", "lidar_axes": "", "checkpoint": ""}) == {
+        "use_sim_time": False}
+    assert node_overrides({"compressed": "false", "lidar_axes": "nuscenes_lidar_top", "output_frame": "base_link",
+                           "fixed_frame": "map", "use_sim_time": "true"}) == {
+        "use_sim_time": True, "input.compressed_images": False, "input.lidar_axes": "nuscenes_lidar_top",
+        "output_frame": "base_link", "tf.fixed_frame": "map"}
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    input:\n      compressed_images: true\n")
+    assert compressed_images({"compressed": ""}, params) is True  # the file decides when the argument is not given
+    assert compressed_images({"compressed": "false"}, params) is False
+    assert compressed_images({}, REPO / "config" / "aqr.yaml") is False
+    assert file_parameter(REPO / "config" / "aqr.yaml", "tf.fixed_frame") == "odom"
 
 
 def test_rviz_layout_shows_cloud_detections_and_seven_weight_maps():

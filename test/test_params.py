@@ -22,9 +22,16 @@ def _flatten(tree, prefix=""):
     return out
 
 
-def shipped_values():
-    data = yaml.safe_load((REPO / "config" / "aqr.yaml").read_text())
+def shipped_values(name="aqr.yaml"):
+    data = yaml.safe_load((REPO / "config" / name).read_text())
     return _flatten(data["/**"]["ros__parameters"])
+
+
+def test_nuscenes_preset_differs_in_the_axes_and_the_fixed_frame_only():
+    default, nuscenes = shipped_values(), shipped_values("nuscenes.yaml")
+    assert {k for k in default if default[k] != nuscenes[k]} == {"input.lidar_axes", "tf.fixed_frame"}
+    params = validate(nuscenes)
+    assert params.lidar_axes == "nuscenes_lidar_top" and params.fixed_frame == "map"
 
 
 def test_shipped_yaml_sets_every_declared_parameter_with_its_default():
