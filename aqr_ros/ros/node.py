@@ -2,7 +2,7 @@
 
 Callbacks only store messages in a LiDAR-triggered synchronizer; one worker thread takes the newest
 decided frame, converts it, calibrates every camera from camera_info and tf, runs the model and
-publishes detections, markers, the per-query AQR weights and weight-map images (both only while subscribed),
+publishes detections, markers, the per-query AQR weights and weight-map images (all three only while subscribed),
 timings and diagnostics, all stamped with the input cloud's stamp.
 """
 
@@ -512,7 +512,7 @@ class AqrNode(Node):
             frame = replace(frame, boxes=transform_boxes(frame.boxes, T_out_lidar))
             out_header = Header(stamp=header.stamp, frame_id=p.output_frame)
         self.detections_pub.publish(build_detection_array(frame, out_header))
-        if p.publish_markers:
+        if p.publish_markers and self.markers_pub.get_subscription_count() > 0:  # built only for a listener
             self.markers_pub.publish(build_markers(frame, out_header, p.marker_lifetime))
         if self.query_weights_pub.get_subscription_count() > 0:
             self.query_weights_pub.publish(query_weights_cloud(
