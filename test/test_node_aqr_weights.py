@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import PointCloud2, PointField
 
-from aqr_ros.pipeline.boxes import to_ros_boxes, transform_boxes
-from aqr_ros.ros.node import query_points, transform_points
+from aqr_ros.pipeline.boxes import to_ros_boxes, transform_boxes, transform_points
+from aqr_ros.ros.node import query_points
 from node_harness import SEC, TINY_CONFIG, RigHarness, node_command, ns_of, rig_remaps, start_node, stop_node
 
 pytestmark = pytest.mark.ros

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aqr_ros.pipeline.calibration import axes_to_model
+from aqr_ros.pipeline.calibration import axes_to_model, points_from_model
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,10 @@ def to_ros_boxes(boxes: np.ndarray, convention: str) -> RosBoxes:
     R = axes_to_model(convention)[:3, :3]  # model <- input; rows of R map input vectors, R.T maps back
     center = boxes[:, 0:3].copy()
     center[:, 2] += boxes[:, 5] / 2.0
-    center = center @ R  # == (R.T @ c.T).T: model -> input
+    center = points_from_model(center, convention)
     velocity = np.zeros((len(boxes), 3))
     velocity[:, :2] = boxes[:, 7:9]
-    velocity = velocity @ R
+    velocity = points_from_model(velocity, convention)
     yaw_offset = np.arctan2(R[0, 1], R[0, 0])  # rotation angle of R.T about z
     yaw = np.mod(boxes[:, 6] + yaw_offset + np.pi, 2.0 * np.pi) - np.pi
     quaternion = np.zeros((len(boxes), 4))
@@ -66,6 +66,15 @@ def _quaternion_of(R: np.ndarray) -> np.ndarray:
     return np.array([x, y, z, w])
 
 
+def transform_points(points: np.ndarray, T_out_in: np.ndarray | None) -> np.ndarray:
+    """[N, 3] points of one frame expressed in another: ``T_out_in`` (4x4) maps the first into the second;
+    None returns ``points`` themselves (no other frame)."""
+    if T_out_in is None:
+        return points
+    T = np.asarray(T_out_in, dtype=np.float64)
+    return np.asarray(points, dtype=np.float64) @ T[:3, :3].T + T[:3, 3]
+
+
 def transform_boxes(boxes: RosBoxes, T_out_in: np.ndarray) -> RosBoxes:
     """The same boxes expressed in another frame: ``T_out_in`` (4x4) maps points of their frame into it.
 
@@ -73,10 +82,10 @@ def transform_boxes(boxes: RosBoxes, T_out_in: np.ndarray) -> RosBoxes:
     composed exactly, and ``yaw`` is the heading's angle about the new frame's z.
     """
     T = np.asarray(T_out_in, dtype=np.float64)
-    R, t = T[:3, :3], T[:3, 3]
+    R = T[:3, :3]
     heading = np.stack([np.cos(boxes.yaw), np.sin(boxes.yaw), np.zeros_like(boxes.yaw)], axis=-1) @ R.T
     return RosBoxes(
-        center=boxes.center @ R.T + t,
+        center=transform_points(boxes.center, T),
         quaternion=_quaternion_product(_quaternion_of(R), boxes.quaternion),
         yaw=np.arctan2(heading[:, 1], heading[:, 0]),
         size=boxes.size.copy(),

@@ -102,6 +102,11 @@ def lidar2img(K4: np.ndarray, T_cam_lidar: np.ndarray, convention: str = "nuscen
     return K4 @ T @ np.linalg.inv(axes_to_model(convention))
 
 
+def points_from_model(xyz: np.ndarray, convention: str) -> np.ndarray:
+    """[N, 3] float64 model-frame points (or vectors) rotated into the ``convention`` input axes."""
+    return np.asarray(xyz, dtype=np.float64).reshape(-1, 3) @ axes_to_model(convention)[:3, :3]
+
+
 def points_to_model(points: np.ndarray, convention: str) -> np.ndarray:
     """Copy of ``points`` [N, C >= 3] with x, y, z rotated from ``convention`` axes into the model frame."""
     out = np.array(points, dtype=np.float32)

@@ -35,8 +35,8 @@ from visualization_msgs.msg import MarkerArray
 
 from aqr_ros.model import ConfigError, ModelConfig, load_config
 from aqr_ros.model.timing import StageTimer
-from aqr_ros.pipeline.boxes import transform_boxes
-from aqr_ros.pipeline.calibration import axes_to_model, validate_intrinsics
+from aqr_ros.pipeline.boxes import transform_boxes, transform_points
+from aqr_ros.pipeline.calibration import points_from_model, validate_intrinsics
 from aqr_ros.pipeline.frame import CameraCalibration, FrameAssembler, FrameDetections
 from aqr_ros.ros.diagnostics import FrameReport, FusionDiagnostics
 from aqr_ros.ros.from_msg import (ConversionError, camera_info_intrinsics, compressed_to_bgr, image_to_bgr,
@@ -127,15 +127,8 @@ def query_points(reference_points: np.ndarray, point_cloud_range: Sequence[float
     """
     lo = np.asarray(point_cloud_range[:3], dtype=np.float64)
     hi = np.asarray(point_cloud_range[3:], dtype=np.float64)
-    metres = np.asarray(reference_points, dtype=np.float64).reshape(-1, 3) * (hi - lo) + lo
-    return metres @ axes_to_model(lidar_axes)[:3, :3]
-
-
-def transform_points(points: np.ndarray, T_out_in: Optional[np.ndarray]) -> np.ndarray:
-    """[N, 3] points moved by the 4x4 ``T_out_in`` like box centres (``transform_boxes``); None keeps them."""
-    if T_out_in is None:
-        return points
-    return points @ T_out_in[:3, :3].T + T_out_in[:3, 3]
+    return points_from_model(np.asarray(reference_points, dtype=np.float64).reshape(-1, 3) * (hi - lo) + lo,
+                             lidar_axes)
 
 
 #: Largest change of a K entry (px) that still counts as the same camera_info.
@@ -414,6 +407,12 @@ class AqrNode(Node):
                 missing[i] = state
         return calibs, missing
 
+    def _skip_uncalibrated(self, reason: str, report: FrameReport) -> None:
+        """Count a frame skipped for missing calibration and warn (throttled)."""
+        self.diag.frame_skipped(reason, report)
+        if self._due("calibration", reason):
+            self.get_logger().warning(f"no output: {reason}")
+
     def _output_transform(self, header: Header) -> Optional[np.ndarray] | str:
         """``T(output_frame <- cloud frame)`` at the cloud stamp; None when boxes stay in the cloud's frame,
         or what is missing when tf has no such transform yet."""
@@ -475,16 +474,11 @@ class AqrNode(Node):
             reason = ("calibration incomplete: " + "; ".join(f"camera{i} ({why})" for i, why in uncalibrated.items())
                       + f"; {fused} calibrated cameras remain (sync.min_cameras {p.min_cameras}, "
                       f"sync.allow_missing_cameras {p.allow_missing_cameras})")
-            self.diag.frame_skipped(reason, report)
-            if self._due("calibration", reason):
-                self.get_logger().warning(f"no output: {reason}")
+            self._skip_uncalibrated(reason, report)
             return
         T_out_lidar = self._output_transform(header)
         if isinstance(T_out_lidar, str):
-            reason = f"calibration incomplete: {T_out_lidar}"
-            self.diag.frame_skipped(reason, report)
-            if self._due("calibration", reason):
-                self.get_logger().warning(f"no output: {reason}")
+            self._skip_uncalibrated(f"calibration incomplete: {T_out_lidar}", report)
             return
         for stamp_ns, earlier in bundle.earlier_clouds:  # dropped clouds still count as past sweeps
             earlier_points = self._decode_cloud(earlier)

@@ -379,11 +379,12 @@ def announce(args: argparse.Namespace, config: ModelConfig, checkpoint: str, out
               f"checkpoint (--checkpoint ... --config {NUSCENES_CONFIG})")
 
 
-def node_parameters(args: argparse.Namespace, config: ModelConfig, checkpoint: str) -> dict[str, object]:
+def node_parameters(args: argparse.Namespace, config: ModelConfig, checkpoint: str,
+                    config_carried: bool) -> dict[str, object]:
     """Overrides of the shipped parameter file for aqr_node (the config by name or path unless the checkpoint
-    carries it)."""
+    carries it: ``config_carried``)."""
     params: dict[str, object] = {"model.device": args.device, "score_threshold": args.score_threshold}
-    if args.config or not checkpoint or read_carried_config(checkpoint) is None:
+    if args.config or not config_carried:
         params["model.config"] = args.config or config.name
     if checkpoint:
         params["model.checkpoint"] = checkpoint
@@ -482,7 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--config: {exc}")
     checkpoint = resolve_checkpoint(args, chosen or load_config(RIG_CONFIG))
     try:
-        config = bind_config(read_carried_config(checkpoint) if checkpoint else None, chosen, checkpoint, RIG_CONFIG)
+        carried = read_carried_config(checkpoint) if checkpoint else None
+        config = bind_config(carried, chosen, checkpoint, RIG_CONFIG)
     except CheckpointError as exc:
         parser.error(f"--config: {exc}")
     out = prepare_output(args.out)
@@ -503,7 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     listener = DemoListener(listener_node, config.image.num_views, max_delay_ns)
     executor = SingleThreadedExecutor()
     executor.add_node(listener_node)
-    node_proc = spawn(node_arguments(node_parameters(args, config, checkpoint), config.image.num_views), env, logs[0])
+    node_proc = spawn(node_arguments(node_parameters(args, config, checkpoint, carried is not None),
+                                     config.image.num_views), env, logs[0])
     rig_proc = None
     try:
         print("  starting aqr_node (model load and warm-up) ...")
