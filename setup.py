@@ -13,6 +13,7 @@ def share(subdir: str, *patterns: str) -> tuple[str, list[str]]:
     return (f"share/{PACKAGE}/{subdir}".rstrip("/"), files)
 
 
+# Everything aqr_ros reads at run time goes to share/aqr_ros, where aqr_ros.resources finds it in an install.
 setup(
     name=PACKAGE,
     version="0.1.0",
@@ -28,7 +29,7 @@ setup(
         share("launch", "launch/*.py"),
         share("config", "config/*.yaml", "config/*.rviz", "config/*.xml"),
         share("models", "models/*.yaml", "models/*.md"),
-        share("models/weights", "models/weights/*.safetensors"),
+        share("models/weights", "models/weights/*.safetensors", "models/weights/*.json"),
     ],
     install_requires=["setuptools"],
     extras_require={"test": ["pytest"]},

@@ -2,6 +2,9 @@
 
     ros2 launch aqr_ros aqr.launch.py checkpoint:=/path/to/aqr_cmt.safetensors device:=cuda rviz:=true
 
+The node is a lifecycle node: by default it configures and activates itself (``autostart``); with
+``autostart:=false`` it waits unconfigured for a lifecycle manager (``ros2 lifecycle set /aqr_node configure``).
+
 Arguments override the parameter file only when given (``aqr_ros.ros.launch_args``). No DDS profile is forced:
 ``fastdds_profile:=<xml>`` opts in to one (the shipped ``config/fastdds_large_data.xml`` is loopback only).
 
@@ -16,7 +19,7 @@ from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 
 from aqr_ros.ros.launch_args import CHOICES, PARAMETER_ARGUMENTS, compressed_images, node_overrides
 
@@ -39,7 +42,7 @@ def camera_remaps(camera_namespaces: str, image_suffix: str, compressed: bool) -
     return remaps
 
 
-def _node(context: LaunchContext) -> list[Node]:
+def _node(context: LaunchContext) -> list[LifecycleNode]:
     def value(name: str) -> str:
         return LaunchConfiguration(name).perform(context)
 
@@ -47,7 +50,7 @@ def _node(context: LaunchContext) -> list[Node]:
     compressed = compressed_images(given, value("params_file"))
     remaps = [("~/input/pointcloud", value("lidar_topic"))]
     remaps += camera_remaps(value("camera_namespaces"), value("image_suffix"), compressed)
-    return [Node(
+    return [LifecycleNode(
         package="aqr_ros", executable="aqr_node", name="aqr_node", namespace=value("namespace"),
         parameters=[value("params_file"), node_overrides(given)], remappings=remaps, output="screen",
         ros_arguments=["--log-level", value("log_level")],
@@ -80,6 +83,9 @@ def generate_launch_description() -> LaunchDescription:
                               description="start rviz2 with config/aqr.rviz"),
         DeclareLaunchArgument("log_level", default_value="info", choices=CHOICES["log_level"],
                               description="node log level"),
+        DeclareLaunchArgument("autostart", default_value="", choices=CHOICES["autostart"],
+                              description="configure and activate at start-up; false waits for a lifecycle "
+                                          "manager (empty: params)"),
         DeclareLaunchArgument("fastdds_profile", default_value="",
                               description="Fast DDS profile XML to load (opt-in, e.g. the shipped "
                                           "config/fastdds_large_data.xml, loopback only); empty: the middleware "

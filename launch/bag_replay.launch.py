@@ -2,21 +2,24 @@
 
     ros2 launch aqr_ros bag_replay.launch.py bag:=/path/to/bag checkpoint:=/path/to/aqr_cmt.pth
 
-Starts ``ros2 bag play --clock`` after ``start_delay`` seconds (time for the model to load and warm up), and
-``aqr.launch.py`` with ``use_sim_time:=true``; other arguments are passed through to it.
+Starts ``aqr.launch.py`` with ``use_sim_time:=true`` (other arguments are passed through to it) and
+``ros2 bag play --clock`` once the node reports the lifecycle state ``active``, i.e. after the model is loaded
+and warmed up however long that takes (a fixed delay would be outrun by a slow load). With ``autostart:=false``
+playback starts when the lifecycle manager activates the node.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, TimerAction
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, IncludeLaunchDescription, RegisterEventHandler
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
+from launch_ros.event_handlers import OnStateTransition
 
 PASSED_THROUGH = ("params_file", "checkpoint", "model_config", "device", "lidar_axes", "output_frame", "fixed_frame",
                   "namespace", "lidar_topic", "camera_namespaces", "image_suffix", "compressed", "log_level",
-                  "fastdds_profile")
+                  "fastdds_profile", "autostart")
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -34,7 +37,6 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription([
         DeclareLaunchArgument("bag", description="rosbag2 folder or file to play"),
         DeclareLaunchArgument("rate", default_value="1.0", description="playback rate"),
-        DeclareLaunchArgument("start_delay", default_value="5.0", description="seconds before playback starts"),
         DeclareLaunchArgument("rviz", default_value="true", description="start rviz2"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "aqr.yaml")),
         DeclareLaunchArgument("checkpoint", default_value=""),
@@ -52,6 +54,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("image_suffix", default_value="image_raw"),
         DeclareLaunchArgument("compressed", default_value=""),
         DeclareLaunchArgument("log_level", default_value="info"),
+        DeclareLaunchArgument("autostart", default_value=""),
+        # Registered before the node starts, so its first transition to active is seen.
+        RegisterEventHandler(OnStateTransition(goal_state="active", entities=[play], handle_once=True)),
         node_launch,
-        TimerAction(period=LaunchConfiguration("start_delay"), actions=[play]),
     ])

@@ -29,7 +29,7 @@ for arg in "$@"; do
 done
 
 # Pinned Python requirements besides torch. The ament/rosidl packages from ros-ament-cmake on are
-# missing from the wheels' own requirements but needed to build interface packages (ENVIRONMENT.md).
+# missing from the wheels' own requirements but needed to build interface packages (docs/environment.md).
 REQUIREMENTS=(
   "setuptools==79.0.1"
   "numpy==2.4.6"

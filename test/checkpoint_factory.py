@@ -17,7 +17,7 @@ CLASSES = (
     "barrier", "motorcycle", "bicycle", "pedestrian", "traffic_cone",
 )
 
-#: Extra tensors of a variant-B (attention-bias) checkpoint: name → (shape, dtype) (MODEL.md §8.4).
+#: Extra tensors of a variant-B (attention-bias) checkpoint: name → (shape, dtype) (docs/model.md §8.4).
 VARIANT_B_KEYS: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
     "pts_bbox_head.attention_bias_generator.bias_scale": ((1,), torch.float32),
     "pts_bbox_head.attention_bias_generator.y_offsets": ((64,), torch.int64),

@@ -33,6 +33,8 @@ from vision_msgs.msg import Detection3DArray, LabelInfo
 from visualization_msgs.msg import MarkerArray
 
 from aqr_ros.ros.to_msg import camera_info_msg, image_from_array, pointcloud2_from_structured, transform_stamped
+from aqr_ros.ros.to_msg import nanoseconds_from_stamp as ns_of
+from aqr_ros.ros.to_msg import stamp_from_nanoseconds as stamp_msg
 from aqr_ros.tools.synthetic_rig import BASE_FRAME, CAMERA_NAMES, LIDAR_FRAME, ODOM_FRAME, Rig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,18 +42,6 @@ TINY_CONFIG = REPO / "test" / "configs" / "tiny.yaml"
 #: Camera images are sent at half the rig's resolution (the node must handle any resolution).
 IMAGE_SCALE = 0.5
 SEC = 1_000_000_000
-
-
-def stamp_msg(stamp_ns: int) -> Any:
-    """builtin_interfaces/Time of an integer nanosecond stamp."""
-    from builtin_interfaces.msg import Time
-
-    return Time(sec=stamp_ns // SEC, nanosec=stamp_ns % SEC)
-
-
-def ns_of(stamp: Any) -> int:
-    """Integer nanoseconds of a builtin_interfaces/Time."""
-    return stamp.sec * SEC + stamp.nanosec
 
 
 def node_command(namespace: str, params: dict[str, Any], remaps: dict[str, str]) -> list[str]:
@@ -182,6 +172,7 @@ class RigHarness:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(n)
         self._closing = False
+        self._spin_error: BaseException | None = None
         self._spin = threading.Thread(target=self._spin_until_shutdown, daemon=True)
         self._spin.start()
 
@@ -215,15 +206,24 @@ class RigHarness:
         self._subscribe(Image, rel, self.rec.images[rel])
 
     def _spin_until_shutdown(self) -> None:
+        """Spin until :meth:`close`. An error is kept for :meth:`check`: raised here it would only be printed."""
         try:
             self.executor.spin()
         except (ExternalShutdownException, ShutdownException):
             pass
-        except Exception:
+        except Exception as exc:
             # rclpy may raise InvalidHandle from a guard condition destroyed while close() shuts the
             # executor down; anything raised before close() is a real error.
             if not self._closing:
-                raise
+                self._spin_error = exc
+
+    def check(self) -> None:
+        """Fail the calling test if the spin thread died (nothing would be received any more).
+
+        Every method that publishes, waits or reads what was received calls it first.
+        """
+        if self._spin_error is not None:
+            raise AssertionError(f"the harness stopped spinning: {self._spin_error!r}") from self._spin_error
 
     def close(self) -> None:
         """Stop spinning and shut the harness context down."""
@@ -270,6 +270,7 @@ class RigHarness:
 
         ``images`` / ``infos`` replace the default message of a camera (bad-input tests).
         """
+        self.check()
         self.last_stamp = max(self.last_stamp, stamp_ns)
         if self.publish_clock:
             self.clock_pub.publish(Clock(clock=stamp_msg(stamp_ns)))
@@ -292,6 +293,7 @@ class RigHarness:
         """Poll ``predicate`` until true; fail naming ``what`` (and the node's output) on timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self.check()
             with self._lock:
                 if predicate():
                     return
@@ -303,6 +305,7 @@ class RigHarness:
 
     def detections_at(self, stamp_ns: int) -> list[Detection3DArray]:
         """Received detection arrays stamped ``stamp_ns``."""
+        self.check()
         with self._lock:
             return [d for d in self.rec.detections if ns_of(d.header.stamp) == stamp_ns]
 
@@ -318,6 +321,7 @@ class RigHarness:
             self.publish_frame(stamp, **kw)
             wait_until = min(deadline, time.monotonic() + 2.0)
             while time.monotonic() < wait_until:
+                self.check()
                 with self._lock:
                     answered = [ns_of(d.header.stamp) for d in self.rec.detections]
                 got = [s for s in answered if first_ns <= s <= stamp]
@@ -333,6 +337,7 @@ class RigHarness:
 
     def last_status(self) -> dict[str, str]:
         """Key-values (plus 'level' and 'message') of the newest diagnostics status of the node."""
+        self.check()
         with self._lock:
             status = self.rec.diagnostics[-1].status[0]
         values = {kv.key: kv.value for kv in status.values}

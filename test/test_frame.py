@@ -166,6 +166,6 @@ def test_lidar2img_matches_the_synthetic_rig_ground_truth(config):
         in_front = truth_uvw[:, 2] > 0.5
         np.testing.assert_allclose(model_uvw[in_front, 2], truth_uvw[in_front, 2], rtol=1e-9)
         truth_uv = truth_uvw[in_front, :2] / truth_uvw[in_front, 2:3]
-        # 1600x900 -> x0.5 -> crop 130 rows from the top (MODEL.md section 2.1)
+        # 1600x900 -> x0.5 -> crop 130 rows from the top (docs/model.md §2.1)
         expected = truth_uv * 0.5 - np.array([0.0, 130.0])
         np.testing.assert_allclose(model_uvw[in_front, :2] / model_uvw[in_front, 2:3], expected, atol=1e-6)

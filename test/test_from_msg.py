@@ -8,6 +8,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from aqr_ros.ros.from_msg import (
     ConversionError,
     camera_info_intrinsics,
+    camera_info_lens,
     compressed_to_bgr,
     image_to_bgr,
     pointcloud2_to_array,
@@ -301,3 +302,13 @@ def test_camera_info_intrinsics():
     assert size == (900, 1600)
     np.testing.assert_array_equal(D, [0.1, -0.05, 0.0, 0.0, 0.01])
     assert model == "plumb_bob"
+
+
+def test_camera_info_lens_carries_the_projection():
+    P = [1100.0, 0.0, 800.0, 0.0, 0.0, 1100.0, 450.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    msg = CameraInfo(height=900, width=1600, k=[1266.4, 0.0, 816.3, 0.0, 1266.4, 491.5, 0.0, 0.0, 1.0],
+                     d=[-0.1, 0.02, 0.0, 0.0, 0.0], distortion_model="plumb_bob", p=P)
+    lens = camera_info_lens(msg)
+    assert lens.size == (900, 1600) and lens.model == "plumb_bob" and lens.K[0, 0] == 1266.4
+    np.testing.assert_array_equal(lens.P, np.reshape(P, (3, 4)))
+    np.testing.assert_array_equal(lens.D, [-0.1, 0.02, 0.0, 0.0, 0.0])

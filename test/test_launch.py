@@ -28,9 +28,12 @@ def test_launch_files_declare_the_documented_arguments():
             "fastdds_profile"} <= node_args
     assert set(PARAMETER_ARGUMENTS) <= node_args
     bag_args = _declared_arguments(REPO / "launch" / "bag_replay.launch.py")
-    assert {"bag", "rate", "start_delay", "rviz", "checkpoint"} | set(PARAMETER_ARGUMENTS) <= bag_args
+    assert {"bag", "rate", "rviz", "checkpoint"} | set(PARAMETER_ARGUMENTS) <= bag_args
     text = (REPO / "launch" / "bag_replay.launch.py").read_text()
     assert '"--clock"' in text and '"use_sim_time": "true"' in text
+    # Playback starts when the node reports active, not after a fixed delay a slow model load outruns.
+    assert 'OnStateTransition(goal_state="active", entities=[play]' in text and "TimerAction" not in text
+    assert "LifecycleNode(" in (REPO / "launch" / "aqr.launch.py").read_text()
     # The DDS profile is opt-in: set only under a condition, never unconditionally.
     node_text = (REPO / "launch" / "aqr.launch.py").read_text()
     assert "FASTDDS_DEFAULT_PROFILES_FILE" in node_text and 'LaunchConfiguration("fastdds_profile"),\n' in node_text
@@ -44,6 +47,7 @@ def test_launch_arguments_override_the_params_file_only_when_given(tmp_path):
                            "fixed_frame": "map", "use_sim_time": "true"}) == {
         "use_sim_time": True, "input.compressed_images": False, "input.lidar_axes": "nuscenes_lidar_top",
         "output_frame": "base_link", "tf.fixed_frame": "map"}
+    assert node_overrides({"autostart": "false"})["autostart"] is False
     params = tmp_path / "params.yaml"
     params.write_text("/**:\n  ros__parameters:\n    input:\n      compressed_images: true\n")
     assert compressed_images({"compressed": ""}, params) is True  # the file decides when the argument is not given

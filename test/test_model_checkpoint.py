@@ -1,4 +1,4 @@
-"""Checkpoint reading, the loader rules of MODEL.md §8.3, safetensors export and the checkpoint tool."""
+"""Checkpoint reading, the loader rules of docs/model.md §8.3, safetensors export and the checkpoint tool."""
 
 from __future__ import annotations
 

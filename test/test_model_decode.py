@@ -1,4 +1,4 @@
-"""Box decoding: slot semantics (GOLDEN.md D), top-k, label/query split, post_center_range."""
+"""Box decoding: slot semantics (docs/golden.md §D), top-k, label/query split, post_center_range."""
 
 from __future__ import annotations
 

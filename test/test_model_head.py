@@ -13,7 +13,7 @@ from torch import nn
 from aqr_ros.model.config import load_config
 from aqr_ros.model.head import CmtHead, HeadOutput
 from aqr_ros.model.task_head import SeparateTaskHead
-from aqr_ros.model.transformer import CmtTransformer, SdpaAttention
+from aqr_ros.model.transformer import CmtTransformer
 
 MANIFEST = Path(__file__).resolve().parent / "data" / "state-dict-manifest.json"
 TINY = Path(__file__).resolve().parent / "configs" / "tiny.yaml"
@@ -44,33 +44,6 @@ def test_cmt_head_keys_and_shapes_match_manifest() -> None:
     assert got == expected
 
 
-def _mha_copy(attn: SdpaAttention) -> nn.MultiheadAttention:
-    mha = nn.MultiheadAttention(attn.embed_dims, attn.num_heads, batch_first=True)
-    mha.load_state_dict(attn.state_dict())
-    return mha
-
-
-def test_sdpa_attention_equals_multihead_attention() -> None:
-    torch.manual_seed(0)
-    attn = SdpaAttention(64, 8)
-    nn.init.normal_(attn.in_proj_bias)
-    nn.init.normal_(attn.out_proj.bias)
-    mha = _mha_copy(attn)
-    q, k, v = torch.randn(2, 7, 64), torch.randn(2, 30, 64), torch.randn(2, 30, 64)
-    torch.testing.assert_close(attn(q, k, v), mha(q, k, v, need_weights=False)[0], rtol=1e-5, atol=1e-5)
-
-    key_mask = torch.rand(2, 30) > 0.4
-    key_mask[:, 0] = True
-    expected = mha(q, k, v, key_padding_mask=~key_mask, need_weights=False)[0]
-    got = attn(q, k, v, key_mask)
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
-    # excluded tokens really have no influence: arbitrary values there change nothing
-    k2 = torch.where(key_mask[..., None], k, torch.randn_like(k) * 100)
-    v2 = torch.where(key_mask[..., None], v, torch.randn_like(v) * 100)
-    torch.testing.assert_close(attn(q, k2, v2, key_mask), got, rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(attn(q, k2, v2), attn(q, k, v), atol=1e-3)
-
-
 def _reference_decoder(model: CmtTransformer, query_pos: torch.Tensor, memory: torch.Tensor,
                        pos: torch.Tensor) -> torch.Tensor:
     """The mmcv layer sequence written out with torch's own attention modules."""
@@ -78,7 +51,7 @@ def _reference_decoder(model: CmtTransformer, query_pos: torch.Tensor, memory: t
     outputs = []
     for layer in model.decoder.layers:
         self_attn = layer.attentions[0].attn
-        cross_attn = _mha_copy(layer.attentions[1].attn)
+        cross_attn = layer.attentions[1].attn
         q = query + query_pos
         query = layer.norms[0](query + self_attn(q, q, query, need_weights=False)[0])
         query = layer.norms[1](query + cross_attn(query + query_pos, memory + pos, memory, need_weights=False)[0])

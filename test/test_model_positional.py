@@ -1,4 +1,4 @@
-"""Position encodings of the CMT head against GOLDEN.md C and hand-built camera geometry."""
+"""Position encodings of the CMT head against docs/golden.md §C and hand-built camera geometry."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Gather–GEMM–scatter sparse convolutions and the SparseEncoder against dense ``conv3d`` (MODEL.md §3.2)."""
+"""Gather–GEMM–scatter sparse convolutions and the SparseEncoder against dense ``conv3d`` (docs/model.md §3.2)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,7 @@ from aqr_ros.model.sparse_encoder import (
     SubMConv3d,
 )
 
-_MANIFESTS = (
-    Path(__file__).parent / "data" / "state-dict-manifest.json",
-    Path(__file__).resolve().parents[2] / "shared" / "state-dict-manifest.json",
-)
+_MANIFESTS = (Path(__file__).parent / "data" / "state-dict-manifest.json",)
 
 
 def random_sparse(
@@ -133,7 +130,7 @@ def test_gradients_reach_weights_and_features() -> None:
 def load_manifest() -> dict[str, list[int]]:
     path = next((p for p in _MANIFESTS if p.is_file()), None)
     if path is None:
-        pytest.skip("state-dict-manifest.json not found (test/data or ../shared)")
+        pytest.skip("state-dict-manifest.json not found in test/data")
     return json.loads(path.read_text())
 
 
@@ -260,6 +257,7 @@ def test_coords_outside_the_sparse_shape_are_rejected() -> None:
         enc(torch.zeros(1, 5), torch.tensor([[1, 0, 0, 0]]), 1)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu() -> None:
     shape = (41, 48, 40)

@@ -1,4 +1,4 @@
-"""Hard voxelization + mean VFE (MODEL.md §3.1) and the 1080/1024 sparse-shape truncation (§3.2)."""
+"""Hard voxelization + mean VFE (docs/model.md §3.1) and the 1080/1024 sparse-shape truncation (§3.2)."""
 
 from __future__ import annotations
 
@@ -171,6 +171,7 @@ def test_random_cloud_against_a_per_voxel_reference() -> None:
         torch.testing.assert_close(v.features[j], points[rows[:3]].mean(0))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu(cfg: LidarConfig) -> None:
     gen = torch.Generator().manual_seed(1)

@@ -18,8 +18,9 @@ TIMEOUT = 60.0
 
 @pytest.fixture(scope="module")
 def setup():
+    # Frames come in bursts here: a long stale timeout keeps input silence out of the levels checked below.
     params = {"model.config": str(TINY_CONFIG), "model.device": "cpu", "use_sim_time": "true", "diag.period": 0.2,
-              "model.warmup_iters": 0}
+              "model.warmup_iters": 0, "diag.stale_timeout": 600.0}
     log = start_node(node_command("", params, rig_remaps()), DOMAIN_ID)
     harness = RigHarness(DOMAIN_ID, "")
     harness.publish_clock = True

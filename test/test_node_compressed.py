@@ -117,5 +117,6 @@ def test_dynamic_score_threshold_and_read_only_parameters(setup):
     stamp, det = wait_output(harness, log, pubs, START_NS + 20 * SEC)
     assert all(d.results[0].hypothesis.score >= 0.999 for d in det.detections)
     assert len(det.detections) < 30
+    assert _set(harness, "score_threshold", 0.0).successful  # back to the fixture's value for later tests
     refused = _set(harness, "model.device", "cuda")
     assert not refused.successful and "model.device" in refused.reason

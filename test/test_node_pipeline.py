@@ -1,7 +1,8 @@
 """The real node process (tiny config, random weights, CPU) over DDS: outputs, masking, bad inputs, recovery.
 
 One node start serves the whole module: it runs in namespace /perception with its inputs remapped onto the
-harness topics under /rig, and the tests run in file order with ever newer stamps.
+harness topics under /rig. The fixture waits for the node to be up, and every test publishes the frames it
+checks (with ever newer stamps), so each test also runs alone.
 """
 
 import math
@@ -35,6 +36,12 @@ def setup():
     harness.publish_static_tf()
     harness.last_stamp = START_NS
     try:
+        harness.wait_for(lambda: bool(harness.rec.label_info), TIMEOUT, "label_info (node start-up)", log)
+        # A frame that beat the static tf runs with the cameras masked: the tests start once all six are calibrated.
+        for _ in range(5):
+            status = status_after_output((harness, log))
+            if all(status.get(f"camera{i} calibration") == "ok" for i in range(6)):
+                break
         yield harness, log
     finally:
         harness.close()
@@ -48,9 +55,24 @@ def recover(setup):
     return stamp
 
 
+def first_status(setup) -> dict[str, str]:
+    """The newest diagnostics status, waiting for the first one."""
+    harness, log = setup
+    return harness.wait_status(lambda s: True, 10, "diagnostics", log)
+
+
+def status_after_output(setup) -> dict[str, str]:
+    """Publish frames until one is answered; the diagnostics status that counts it (every processed frame is
+    published, so that status counts every detection array received)."""
+    harness, log = setup
+    recover(setup)
+    published = len(harness.rec.detections)
+    return harness.wait_status(lambda s: int(s.get("frames published", "0")) >= published, 10,
+                               f"diagnostics counting {published} frames", log)
+
+
 def test_outputs_topics_types_stamps_and_limits(setup):
     harness, log = setup
-    harness.wait_for(lambda: bool(harness.rec.label_info), TIMEOUT, "label_info (node start-up)", log)
     stamp, det = harness.publish_until_output(harness.next_stamp(), TIMEOUT, log)
     assert det.header.frame_id == "lidar_top" and ns_of(det.header.stamp) == stamp
     names = [c.class_name for c in harness.rec.label_info[0].class_map]
@@ -93,10 +115,10 @@ def test_weight_map_images_when_subscribed(setup):
 
 def test_diagnostics_report_fused_cameras_and_calibration(setup):
     harness, log = setup
+    # Two frames 0.5 s apart: the sweep 0.5 s back is accumulated, any older one is beyond input.max_sweep_lag
+    # (0.55 s).
     recover(setup)
-    # Third frame of the module, frames 0.5 s apart: the sweep 0.5 s back is accumulated, the one 1 s back is
-    # beyond input.max_sweep_lag (0.55 s).
-    status = harness.wait_status(lambda s: int(s.get("frames published", "0")) >= 3, 10, "diagnostics", log)
+    status = status_after_output(setup)
     for i in range(6):
         assert status[f"camera{i} calibration"] == "ok"
         assert any(status.get(k) == "fused" for k in status if k.startswith(f"camera{i} ") and "dt" not in k)
@@ -209,7 +231,7 @@ def test_out_of_order_stamps_rejected_then_recovered(setup):
     harness, log = setup
     good = recover(setup)
     key = "rejected /rig/lidar/points"
-    before = int(harness.last_status().get(key, "0 ").split(" ")[0])
+    before = int(first_status(setup).get(key, "0 ").split(" ")[0])
     harness.publish_frame(good - SEC // 5)
     status = harness.wait_status(lambda s: int(s.get(key, "0 ").split(" ")[0]) > before, 20, "out-of-order", log)
     assert "out of order" in status[key]
@@ -219,7 +241,7 @@ def test_out_of_order_stamps_rejected_then_recovered(setup):
 
 def test_time_jump_back_resets_with_one_warning(setup):
     harness, log = setup
-    resets_before = int(harness.last_status()["time resets"])
+    resets_before = int(first_status(setup)["time resets"])
     harness.last_stamp -= 100 * SEC
     stamp = recover(setup)
     assert int(harness.wait_status(lambda s: int(s["time resets"]) > resets_before, 10, "reset", log)
@@ -241,7 +263,7 @@ def test_camera_info_float_noise_is_not_a_change(setup):
 
 def test_flood_of_clouds_counts_drops_and_keeps_publishing(setup):
     harness, log = setup
-    dropped_before = int(harness.last_status()["frames dropped"])
+    dropped_before = int(first_status(setup)["frames dropped"])
     base = harness.next_stamp()
     for k in range(40):
         harness.cloud_pub.publish(harness.cloud(base + k * SEC // 100))

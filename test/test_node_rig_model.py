@@ -24,6 +24,7 @@ import pytest
 from node_harness import REPO, SEC, RigHarness, node_command, ns_of, start_node, stop_node
 
 from aqr_ros.model import load_config
+from aqr_ros.pipeline.rotations import yaw_from_quaternion
 from aqr_ros.tools.detection_metrics import points_in_boxes
 from aqr_ros.tools.rig_scenes import make_scene
 from aqr_ros.tools.synthetic_rig import CAMERA_NAMES, LIDAR_PERIOD, Rig, SyntheticRig
@@ -116,10 +117,6 @@ def problems(checks: list[CarCheck]) -> list[str]:
     return out
 
 
-def _yaw(q) -> float:
-    return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
-
-
 def message_checks(rig: SyntheticRig, msg, frame_id: str) -> list[CarCheck]:
     """The cars of one Detection3DArray against the rig's ground truth at its stamp, in ``frame_id``
     (lidar_top or base_link)."""
@@ -130,10 +127,12 @@ def message_checks(rig: SyntheticRig, msg, frame_id: str) -> list[CarCheck]:
     T = np.eye(4) if frame_id == "lidar_top" else rig.rig.T_base_lidar
     centres = (np.c_[boxes[:, :2], boxes[:, 2] + boxes[:, 5] / 2, np.ones(len(boxes))] @ T.T)[:, :3]
     gt = np.c_[centres, boxes[:, 3:6], boxes[:, 6] + math.atan2(T[1, 0], T[0, 0])]
-    cars = np.array([[d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.center.position.z,
-                      d.bbox.size.x, d.bbox.size.y, d.bbox.size.z, _yaw(d.bbox.center.orientation)]
-                     for d in msg.detections if d.results and d.results[0].hypothesis.class_id == "car"])
-    return check_cars(gt, names, points, cars.reshape(-1, 7))
+    cars = [d.bbox for d in msg.detections if d.results and d.results[0].hypothesis.class_id == "car"]
+    centres_sizes = np.array([[b.center.position.x, b.center.position.y, b.center.position.z,
+                               b.size.x, b.size.y, b.size.z] for b in cars]).reshape(-1, 6)
+    quaternions = np.array([[b.center.orientation.x, b.center.orientation.y, b.center.orientation.z,
+                             b.center.orientation.w] for b in cars]).reshape(-1, 4)
+    return check_cars(gt, names, points, np.c_[centres_sizes, yaw_from_quaternion(quaternions)])
 
 
 def run_case(case: Case, domain_id: int, spawn_python, ros_env) -> tuple[list, str, SyntheticRig]:

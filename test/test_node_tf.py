@@ -5,38 +5,21 @@ Runs against the real tf2_ros where installed, else the test double under test/d
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.time import Time
 
 from aqr_ros.ros.tf_source import TfSource, transform_to_matrix
 from aqr_ros.ros.to_msg import stamp_from_seconds, transform_stamped
+from tf_fixtures import isolated_node, rot_z
 
 pytestmark = pytest.mark.ros
 
 
-def rot_z(deg, t=(0.0, 0.0, 0.0)):
-    a = np.radians(deg)
-    T = np.eye(4)
-    T[:2, :2] = [[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]]
-    T[:3, 3] = t
-    return T
-
-
 @pytest.fixture
 def node():
-    context = Context()
-    rclpy.init(context=context, domain_id=67)
-    n = Node("tf_source_test", context=context,
-             parameter_overrides=[Parameter("use_sim_time", value=True)])
-    try:
+    with isolated_node("tf_source_test", 67, parameter_overrides=[Parameter("use_sim_time", value=True)]) as n:
         yield n
-    finally:
-        n.destroy_node()
-        rclpy.try_shutdown(context=context)
 
 
 def test_transform_to_matrix_round_trip():

@@ -17,7 +17,7 @@ from aqr_ros.pipeline.calibration import (
 )
 
 CFG = ImageConfig()
-# GOLDEN.md B: CAM_FRONT intrinsics.
+# docs/golden.md §B: CAM_FRONT intrinsics.
 K_FRONT = np.array([[1266.417, 0.0, 816.267], [0.0, 1266.417, 491.507], [0.0, 0.0, 1.0]])
 # Optical frame (z forward, x right, y down) <- REP-103 LiDAR frame (x forward, y left, z up), lens 1.5 m ahead.
 T_OPTICAL_ROS = np.array([

@@ -126,6 +126,7 @@ def test_lidar2img_tensor_keeps_float64_and_uses_identity_for_absent_cameras():
     np.testing.assert_array_equal(t[2].numpy(), 2 * P)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu():
     images = [camera_image(900, 1600, seed=3), None, camera_image(1080, 1920, seed=4)]

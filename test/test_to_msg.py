@@ -12,8 +12,10 @@ from builtin_interfaces.msg import Time
 from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, PointField
 
-from aqr_ros.ros.to_msg import (camera_info_msg, image_from_array, pointcloud2_from_structured,
-                                quaternion_from_matrix, seconds_from_stamp, stamp_from_seconds, transform_stamped)
+from aqr_ros.pipeline.rotations import matrix_from_quaternion
+from aqr_ros.ros.to_msg import (camera_info_msg, image_from_array, nanoseconds_from_stamp, pointcloud2_from_structured,
+                                seconds_from_stamp, stamp_from_nanoseconds,
+                                stamp_from_seconds, transform_stamped)
 from aqr_ros.tools.synthetic_rig import POINT_DTYPE, Rig, SyntheticRig
 
 
@@ -145,19 +147,12 @@ def test_camera_info_from_rig() -> None:
     assert list(custom.d) == [0.1, -0.2, 0.0, 0.0, 0.01] and custom.distortion_model == "rational_polynomial"
 
 
-def matrix_from_quaternion(x: float, y: float, z: float, w: float) -> np.ndarray:
-    """Rotation matrix of a unit quaternion (the textbook formula, independent of the code under test)."""
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-                     [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
-
-
 def rotations() -> list[np.ndarray]:
     """Rig rotations, random ones and the 180-degree turns that stress every branch."""
     rng = np.random.default_rng(5)
     out = [T[:3, :3] for T in Rig.nuscenes_like().T_base_cam]
     for q in rng.normal(size=(20, 4)):
-        out.append(matrix_from_quaternion(*(q / np.linalg.norm(q))))
+        out.append(matrix_from_quaternion(q))
     out += [np.diag([1.0, -1.0, -1.0]), np.diag([-1.0, 1.0, -1.0]), np.diag([-1.0, -1.0, 1.0]), np.eye(3)]
     return out
 
@@ -171,10 +166,9 @@ def test_transform_stamped_matches_the_matrix() -> None:
         assert msg.header.stamp.sec == 42
         q = msg.transform.rotation
         assert math.isclose(q.x ** 2 + q.y ** 2 + q.z ** 2 + q.w ** 2, 1.0, rel_tol=1e-12) and q.w >= 0
-        np.testing.assert_allclose(matrix_from_quaternion(q.x, q.y, q.z, q.w), R, atol=1e-12)
+        np.testing.assert_allclose(matrix_from_quaternion((q.x, q.y, q.z, q.w)), R, atol=1e-12)
         t = msg.transform.translation
         assert (t.x, t.y, t.z) == (1.5, -2.0, 0.25)
-    np.testing.assert_allclose(quaternion_from_matrix(np.diag([1.0, -1.0, -1.0])), [1.0, 0.0, 0.0, 0.0])
     with pytest.raises(ValueError):
         transform_stamped(np.eye(3), "a", "b", 0.0)
 
@@ -188,6 +182,9 @@ def test_stamps() -> None:
     for seconds in (0.0, 0.05, 1.0 / 12.0, 123.456789, 1e9 + 0.5):
         back = seconds_from_stamp(stamp_from_seconds(seconds))
         assert abs(back - seconds) < 1e-9 * max(1.0, seconds) and 0 <= stamp_from_seconds(seconds).nanosec < 10 ** 9
+    exact = 1_700_000_000_123_456_789  # beyond float64's nanosecond resolution: integers are exact
+    assert nanoseconds_from_stamp(stamp_from_nanoseconds(exact)) == exact
+    assert (stamp_from_nanoseconds(exact).sec, stamp_from_nanoseconds(exact).nanosec) == (1_700_000_000, 123_456_789)
 
 
 

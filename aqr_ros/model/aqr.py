@@ -1,4 +1,4 @@
-"""AQR (variant A): per-query modality weights rendered into maps that modulate the features (MODEL.md §6).
+"""AQR (variant A): per-query modality weights rendered into maps that modulate the features (docs/model.md §6).
 
 Pipeline: :func:`project_reference_points` places every query on the BEV grid and in one camera view,
 :class:`AqrWeightGenerator` predicts a LiDAR and a camera weight per query with one encoder layer whose
@@ -349,39 +349,6 @@ class WeightRenderer(nn.Module):
         if self.cfg.postprocess_perspective:
             pers_map = self._postprocess(pers_map)
         return bev_map, pers_map.contiguous()
-
-    def render_reference(self, lidar_w: Tensor, camera_w: Tensor, proj: Projection) -> tuple[Tensor, Tensor]:
-        """Slow per-query loop with the original's clipping and order (for tests); same contract as forward."""
-        batch, queries = lidar_w.shape
-        bev_h, bev_w = self.bev_shape
-        views, feat_h, feat_w = self.pers_shape
-        kernel = self.gaussian_kernel
-        half = kernel.shape[-1] // 2
-        thr = self.cfg.min_weight_threshold
-        lidar_w, camera_w = lidar_w.detach().clamp(0, 1), camera_w.detach().clamp(0, 1)
-        bev_map = lidar_w.new_zeros(batch, bev_h, bev_w)
-        pers_map = camera_w.new_zeros(batch, views, feat_h, feat_w)
-
-        def splat(target: Tensor, weight: float, y: int, x: int) -> None:
-            height, width = target.shape
-            if weight < thr or not (0 <= y < height and 0 <= x < width):
-                return
-            y0, y1, x0, x1 = max(0, y - half), min(height, y + half + 1), max(0, x - half), min(width, x + half + 1)
-            ky, kx = half - (y - y0), half - (x - x0)
-            target[y0:y1, x0:x1] += weight * kernel[ky:ky + y1 - y0, kx:kx + x1 - x0]
-
-        for b in range(batch):
-            for q in range(queries):
-                splat(bev_map[b], lidar_w[b, q].item(), int(proj.bev_rc[b, q, 0].item()),
-                      int(proj.bev_rc[b, q, 1].item()))
-                view = int(proj.pers_vhw[b, q, 0].item())
-                if 0 <= view < views:
-                    splat(pers_map[b, view], camera_w[b, q].item(), int(proj.pers_vhw[b, q, 1].item()),
-                          int(proj.pers_vhw[b, q, 2].item()))
-        bev_map = self._postprocess(bev_map)
-        if self.cfg.postprocess_perspective:
-            pers_map = self._postprocess(pers_map)
-        return bev_map, pers_map
 
 
 class FeatureModulator(nn.Module):

@@ -1,4 +1,4 @@
-"""The dense BEV 2-D stages: mmdet3d's ``SECOND`` backbone and ``SECONDFPN`` neck (MODEL.md §3.3, §3.4).
+"""The dense BEV 2-D stages: mmdet3d's ``SECOND`` backbone and ``SECONDFPN`` neck (docs/model.md §3.3, §3.4).
 
 Module and parameter names equal the checkpoint's ``pts_backbone.*`` and ``pts_neck.*`` keys.
 """

@@ -1,9 +1,9 @@
-"""Reading, checking and converting AQR-CMT checkpoints without executing pickled code (MODEL.md §8).
+"""Reading, checking and converting AQR-CMT checkpoints without executing pickled code (docs/model.md §8).
 
 Two formats are read: the ``.pth`` / ``.pt`` files written by the original mmdet3d training (mmcv layout
 ``{'meta': ..., 'state_dict': ...}`` or a bare state dict), loaded with ``torch.load(weights_only=True)``,
 and ``.safetensors`` files written by :func:`export_safetensors`, which carry the whole model config and the
-mmcv ``meta`` as JSON metadata: such a file decides the model it runs in (:func:`bind_config`). :func:`adapt_state_dict` applies the loader rules of MODEL.md §8.3 and
+mmcv ``meta`` as JSON metadata: such a file decides the model it runs in (:func:`bind_config`). :func:`adapt_state_dict` applies the loader rules of docs/model.md §8.3 and
 then checks the keys and shapes strictly against what the model expects.
 """
 
@@ -36,7 +36,7 @@ from aqr_ros.model.config import (
 PICKLE_SUFFIXES = (".pth", ".pt")
 SAFETENSORS_SUFFIX = ".safetensors"
 
-#: Prefix of the keys only a variant-B (attention-bias) checkpoint has (MODEL.md §8.4).
+#: Prefix of the keys only a variant-B (attention-bias) checkpoint has (docs/model.md §8.4).
 VARIANT_B_PREFIX = "pts_bbox_head.attention_bias_generator."
 #: Prefix of the AQR weight generator, present in both variants.
 AQR_PREFIX = "pts_bbox_head.aqr_weight_generator."
@@ -283,7 +283,7 @@ def _listing(title: str, items: list[str]) -> str:
 
 
 def adapt_state_dict(sd: Mapping[str, Tensor], expected: Mapping[str, tuple[int, ...]]) -> dict[str, Tensor]:
-    """Apply the loader rules of MODEL.md §8.3 to ``sd`` and check it strictly against ``expected`` (key → shape).
+    """Apply the loader rules of docs/model.md §8.3 to ``sd`` and check it strictly against ``expected`` (key → shape).
 
     * a variant-B key (``attention_bias_generator``) is rejected: only variant A is implemented;
     * the stored ``weight_renderer.gaussian_kernel`` is dropped (never required: it is recomputed from σ);
@@ -297,7 +297,7 @@ def adapt_state_dict(sd: Mapping[str, Tensor], expected: Mapping[str, tuple[int,
         raise CheckpointError(
             f"this is an attention-bias (variant B) AQR checkpoint ({len(variant_b)} keys under "
             f"{VARIANT_B_PREFIX}*, e.g. {variant_b[0]}); this node implements only variant A (feature "
-            "modulation, MODEL.md §0.1), so it cannot run this checkpoint"
+            "modulation, docs/model.md §0.1), so it cannot run this checkpoint"
         )
     optional = {GAUSSIAN_KERNEL_KEY} | {k for k in TYPE_EMBED_KEYS if k not in expected}
     out: dict[str, Tensor] = {}

@@ -15,8 +15,7 @@ from typing import Any, Mapping
 
 import yaml
 
-#: Folder holding the shipped ``<name>.yaml`` model configs (``share/aqr_ros/models`` when installed).
-_SOURCE_MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+from aqr_ros.resources import ResourceError, share_path
 
 NUSCENES_CLASSES = (
     "car", "truck", "construction_vehicle", "bus", "trailer",
@@ -34,7 +33,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class LidarConfig:
-    """Voxelization and sparse-encoder geometry (MODEL.md §3)."""
+    """Voxelization and sparse-encoder geometry (docs/model.md §3)."""
 
     point_cloud_range: tuple[float, float, float, float, float, float] = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
     voxel_size: tuple[float, float, float] = (0.1, 0.1, 0.2)
@@ -67,7 +66,7 @@ class LidarConfig:
 
 @dataclass(frozen=True)
 class ImageConfig:
-    """Camera input geometry and normalization (MODEL.md §2.1, §4)."""
+    """Camera input geometry and normalization (docs/model.md §2.1, §4)."""
 
     num_views: int = 6
     camera_names: tuple[str, ...] = NUSCENES_CAMERAS
@@ -93,7 +92,7 @@ class ImageConfig:
 
 @dataclass(frozen=True)
 class HeadConfig:
-    """CMT head, transformer decoder and box decoding (MODEL.md §5)."""
+    """CMT head, transformer decoder and box decoding (docs/model.md §5)."""
 
     class_names: tuple[str, ...] = NUSCENES_CLASSES
     hidden_dim: int = 256
@@ -113,7 +112,7 @@ class HeadConfig:
 
 @dataclass(frozen=True)
 class AqrConfig:
-    """AQR weight generator, renderer and modulator (MODEL.md §6)."""
+    """AQR weight generator, renderer and modulator (docs/model.md §6)."""
 
     #: [camera, lidar] half-window rule: offsets are -(ws//2)..ws//2, so 8 gives a 9x9 window.
     window_sizes: tuple[int, int] = (8, 5)
@@ -276,14 +275,11 @@ def config_differences(carried: ModelConfig, chosen: ModelConfig) -> list[str]:
 
 
 def models_dir() -> Path:
-    """Directory of the shipped model configs: the source tree's, else the installed share folder."""
-    if _SOURCE_MODELS_DIR.is_dir():
-        return _SOURCE_MODELS_DIR
+    """Directory of the shipped model configs (``models/`` of the checkout or of share/aqr_ros)."""
     try:
-        from ament_index_python.packages import get_package_share_directory
-    except ImportError as exc:  # pragma: no cover - only without a source tree and without ament
-        raise ConfigError("cannot locate the models/ folder: no source tree and no ament index") from exc
-    return Path(get_package_share_directory("aqr_ros")) / "models"
+        return share_path("models")
+    except ResourceError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def available_configs() -> list[str]:

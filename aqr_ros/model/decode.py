@@ -1,4 +1,4 @@
-"""NMS-free box decoding of the last decoder layer (MODEL.md §5.9): top-k over queries × classes."""
+"""NMS-free box decoding of the last decoder layer (docs/model.md §5.9): top-k over queries × classes."""
 
 from __future__ import annotations
 

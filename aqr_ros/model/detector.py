@@ -1,4 +1,4 @@
-"""``AqrCmt``: the whole detector and its one inference entry point (DESIGN.md §2).
+"""``AqrCmt``: the whole detector and its one inference entry point (docs/design.md §2).
 
 The submodule names (``pts_middle_encoder``, ``pts_backbone``, ``pts_neck``, ``img_backbone``,
 ``img_neck``, ``pts_bbox_head``) are those of the original mmdet3d detector, so its checkpoints load
@@ -173,7 +173,7 @@ class AqrCmt(nn.Module):
         fp16: bool = False,
         timer: StageTimer | None = None,
     ) -> Detections:
-        """Detect objects in one frame (DESIGN.md §2 shapes; model LiDAR frame, model view order).
+        """Detect objects in one frame (docs/design.md §2 shapes; model LiDAR frame, model view order).
 
         Absent cameras (``camera_valid[v]`` false) may carry any image: their features are zeroed, their
         tokens are excluded from the decoder's cross-attention and AQR treats them as seeing no query. An

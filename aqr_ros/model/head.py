@@ -1,4 +1,4 @@
-"""The AQR-modulated CMT head (MODEL.md §5, §6.8): shared conv, AQR modulation, position encodings,
+"""The AQR-modulated CMT head (docs/model.md §5, §6.8): shared conv, AQR modulation, position encodings,
 transformer decoder and task head, with the checkpoint names of the original ``pts_bbox_head``.
 """
 
@@ -102,7 +102,7 @@ class CmtHead(nn.Module):
         ``dn_reference`` [B, P, 3] are normalised noisy ground-truth centres placed before the learned queries,
         ``dn_attn_mask`` [P + Q, P + Q] keeps the groups apart in the self-attention. Predictions are
         {branch: [L, B, P + Q, c]}. AQR weighs and renders the learned queries only: rendering the denoising
-        queries too (as the research code did) would leak the ground truth into the maps (MODEL.md §11.3).
+        queries too (as the research code did) would leak the ground truth into the maps (docs/model.md §11.3).
         """
         decoded, ref, aqr = self._decode(x_bev, x_img, lidar2img, camera_valid, dn_reference, dn_attn_mask, None)
         return HeadOutput(self._postprocess(self.task_heads[0](decoded), ref), *aqr)

@@ -1,6 +1,6 @@
 """The camera backbone and neck: mmdet 2.x ResNet (50, or 18 for small models) and the CMT plugin's CPFPN.
 
-Module and parameter names equal the checkpoint's ``img_backbone.*`` and ``img_neck.*`` keys (MODEL.md §4);
+Module and parameter names equal the checkpoint's ``img_backbone.*`` and ``img_neck.*`` keys (docs/model.md §4);
 ResNet-18 uses mmdet's ``BasicBlock`` names (``conv1``/``bn1``/``conv2``/``bn2``/``downsample``).
 """
 

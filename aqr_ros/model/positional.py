@@ -1,4 +1,4 @@
-"""Position encodings of the CMT head (MODEL.md §5.3–5.5): BEV sine encoding, camera ray coordinates.
+"""Position encodings of the CMT head (docs/model.md §5.3–5.5): BEV sine encoding, camera ray coordinates.
 
 All functions are pure tensor maths, vectorized over views, queries and feature cells, and never
 synchronize with the host (matrix inverses use ``torch.linalg.inv_ex``).

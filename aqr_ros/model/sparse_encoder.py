@@ -1,6 +1,6 @@
 """Sparse 3-D convolutions as gather–GEMM–scatter in plain PyTorch, and mmdet3d's ``SparseEncoder``.
 
-MODEL.md §3.2 is the specification.
+docs/model.md §3.2 is the specification.
 
 A convolution is described by a rulebook: for every kernel offset, the pairs (input row, output row)
 it connects. Neighbours are found through a coordinate hash (linear keys of (b, z, y, x), sorted once,

@@ -1,4 +1,4 @@
-"""CMT's ``SeparateTaskHead`` (MODEL.md §5.8): one grouped 1x1-conv branch per output, one group per decoder layer."""
+"""CMT's ``SeparateTaskHead`` (docs/model.md §5.8): one grouped 1x1-conv branch per output, one group per decoder layer."""
 
 from __future__ import annotations
 

@@ -10,20 +10,35 @@ import torch
 
 
 class StageTimer:
-    """Accumulates wall time per named stage.
+    """Time per named stage, in milliseconds (:attr:`ms`).
 
-    With ``synchronize=True`` the CUDA stream is synchronized around each stage so GPU time is
-    attributed to the right stage; that costs a host sync per stage, so only benchmarks enable it.
+    On the CPU a stage's time is its wall time. On CUDA the stage is bracketed by CUDA events recorded on the
+    current stream, so the time is the GPU's own and the launches stay asynchronous (host timers around
+    asynchronous launches measure the launch, not the work); :attr:`ms` waits for the last event.
+    ``synchronize=True`` instead synchronizes the device around each stage and uses wall time, which
+    attributes host and device time together (the benchmarks' per-stage breakdown).
     """
 
     def __init__(self, device: torch.device | str = "cpu", synchronize: bool = True) -> None:
         self.device = torch.device(device)
         self.synchronize = synchronize and self.device.type == "cuda"
-        self.ms: dict[str, float] = {}
+        self._events = self.device.type == "cuda" and not self.synchronize
+        self._wall_ms: dict[str, float] = {}
+        self._pending: list[tuple[str, torch.cuda.Event, torch.cuda.Event]] = []
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         """Time the enclosed block and add it to ``ms[name]``."""
+        if self._events:
+            start_event = torch.cuda.Event(enable_timing=True)
+            end_event = torch.cuda.Event(enable_timing=True)
+            start_event.record()
+            try:
+                yield
+            finally:
+                end_event.record()
+                self._pending.append((name, start_event, end_event))
+            return
         if self.synchronize:
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
@@ -32,7 +47,17 @@ class StageTimer:
         finally:
             if self.synchronize:
                 torch.cuda.synchronize(self.device)
-            self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3
+            self._wall_ms[name] = self._wall_ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3
+
+    @property
+    def ms(self) -> dict[str, float]:
+        """Milliseconds per stage; with CUDA events this waits until the last timed stage finished on the GPU."""
+        if self._pending:
+            self._pending[-1][2].synchronize()
+            for name, start_event, end_event in self._pending:
+                self._wall_ms[name] = self._wall_ms.get(name, 0.0) + start_event.elapsed_time(end_event)
+            self._pending.clear()
+        return dict(self._wall_ms)
 
 
 @contextmanager

@@ -1,48 +1,16 @@
-"""The CMT transformer decoder (MODEL.md §5.7): 6 post-norm layers, self-attention, SDPA cross-attention.
+"""The CMT transformer decoder (docs/model.md §5.7): 6 post-norm layers, self-attention, cross-attention.
 
 Module names follow mmcv's ``PETRTransformerDecoder`` so the original checkpoints load key for key
-under ``pts_bbox_head.transformer.*``. Everything is batch-first; fp16 comes from autocast only.
+under ``pts_bbox_head.transformer.*``. Both attentions are torch's ``nn.MultiheadAttention`` (packed
+``in_proj_weight``/``in_proj_bias`` and ``out_proj``, the names of flash-attn's ``FlashMHA`` too), which
+runs ``scaled_dot_product_attention`` when no weights are asked for. Everything is batch-first; fp16
+comes from autocast only.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-
-
-class SdpaAttention(nn.Module):
-    """Multi-head attention with a packed q|k|v projection, computed by ``scaled_dot_product_attention``.
-
-    Parameter names (``in_proj_weight``, ``in_proj_bias``, ``out_proj``) match flash-attn's ``FlashMHA``.
-    """
-
-    def __init__(self, embed_dims: int, num_heads: int) -> None:
-        super().__init__()
-        if embed_dims % num_heads:
-            raise ValueError(f"num_heads ({num_heads}) must divide embed_dims ({embed_dims})")
-        self.embed_dims = embed_dims
-        self.num_heads = num_heads
-        self.in_proj_weight = nn.Parameter(torch.empty(3 * embed_dims, embed_dims))
-        self.in_proj_bias = nn.Parameter(torch.zeros(3 * embed_dims))
-        self.out_proj = nn.Linear(embed_dims, embed_dims)
-        nn.init.xavier_uniform_(self.in_proj_weight)
-        nn.init.zeros_(self.out_proj.bias)
-
-    def forward(self, query: Tensor, key: Tensor, value: Tensor, key_mask: Tensor | None = None) -> Tensor:
-        """query [B, Q, C], key/value [B, L, C], key_mask [B, L] bool (True = attend) → [B, Q, C]."""
-        w_q, w_k, w_v = self.in_proj_weight.chunk(3)
-        b_q, b_k, b_v = self.in_proj_bias.chunk(3)
-        q = self._heads(F.linear(query, w_q, b_q))
-        k = self._heads(F.linear(key, w_k, b_k))
-        v = self._heads(F.linear(value, w_v, b_v))
-        mask = None if key_mask is None else key_mask[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # scale 1/sqrt(head_dim)
-        return self.out_proj(out.transpose(1, 2).flatten(2))
-
-    def _heads(self, x: Tensor) -> Tensor:
-        """[B, N, C] → [B, heads, N, C/heads]."""
-        return x.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)
 
 
 class _SelfAttention(nn.Module):
@@ -60,15 +28,16 @@ class _SelfAttention(nn.Module):
 
 
 class _CrossAttention(nn.Module):
-    """Holder giving the checkpoint name ``attentions.1.attn`` to the SDPA cross-attention."""
+    """Holder giving the checkpoint name ``attentions.1.attn`` to a torch ``nn.MultiheadAttention``."""
 
     def __init__(self, embed_dims: int, num_heads: int) -> None:
         super().__init__()
-        self.attn = SdpaAttention(embed_dims, num_heads)
+        self.attn = nn.MultiheadAttention(embed_dims, num_heads, batch_first=True)
 
     def forward(self, query: Tensor, key: Tensor, value: Tensor, key_mask: Tensor | None) -> Tensor:
-        """Cross-attention of the queries to the memory (no residual)."""
-        return self.attn(query, key, value, key_mask)
+        """Cross-attention of the queries to the memory (no residual); ``key_mask`` [B, L] bool, True = attend."""
+        padding = None if key_mask is None else ~key_mask
+        return self.attn(query, key, value, key_padding_mask=padding, need_weights=False)[0]
 
 
 class Ffn(nn.Module):

@@ -1,4 +1,4 @@
-"""Hard voxelization with the mean voxel feature (spconv ``PointToVoxel`` + ``HardSimpleVFE``, MODEL.md §3.1).
+"""Hard voxelization with the mean voxel feature (spconv ``PointToVoxel`` + ``HardSimpleVFE``, docs/model.md §3.1).
 
 The original CUDA hash voxelizer orders voxels by hash-table slot and points by atomic-add order, so
 it is not deterministic once a voxel holds more than ``max_points_per_voxel`` points or a frame has
@@ -87,7 +87,7 @@ def voxelize(points: Tensor, cfg: LidarConfig) -> Voxels:
 def drop_outside_sparse_shape(voxels: Voxels, sparse_shape: tuple[int, int, int]) -> Voxels:
     """Drop voxels whose (z, y, x) cell lies outside the encoder's ``sparse_shape``.
 
-    The r50 config voxelizes a 1080x1080 grid but its encoder is 1024x1024 (MODEL.md §3.2): the original
+    The r50 config voxelizes a 1080x1080 grid but its encoder is 1024x1024 (docs/model.md §3.2): the original
     feeds the extra voxels to spconv, where they only alias at full resolution and vanish at the first
     strided conv, so dropping them here (LiDAR covers x, y < 48.4 m) is the recommended equivalent.
     """

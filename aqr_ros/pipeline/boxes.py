@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from aqr_ros.pipeline.calibration import axes_to_model, points_from_model
+from aqr_ros.pipeline.rotations import quaternion_from_matrix, quaternion_from_yaw, quaternion_product
 
 
 @dataclass(frozen=True)
@@ -41,29 +41,7 @@ def to_ros_boxes(boxes: np.ndarray, convention: str) -> RosBoxes:
     velocity = points_from_model(velocity, convention)
     yaw_offset = np.arctan2(R[0, 1], R[0, 0])  # rotation angle of R.T about z
     yaw = np.mod(boxes[:, 6] + yaw_offset + np.pi, 2.0 * np.pi) - np.pi
-    quaternion = np.zeros((len(boxes), 4))
-    quaternion[:, 2] = np.sin(yaw / 2.0)
-    quaternion[:, 3] = np.cos(yaw / 2.0)
-    return RosBoxes(center, quaternion, yaw, boxes[:, 3:6].copy(), velocity)
-
-
-def _quaternion_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product ``a ⊗ b`` of (x, y, z, w) quaternions, broadcast over leading axes."""
-    ax, ay, az, aw = np.moveaxis(a, -1, 0)
-    bx, by, bz, bw = np.moveaxis(b, -1, 0)
-    return np.stack([aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx,
-                     aw * bz + ax * by - ay * bx + az * bw,
-                     aw * bw - ax * bx - ay * by - az * bz], axis=-1)
-
-
-def _quaternion_of(R: np.ndarray) -> np.ndarray:
-    """(x, y, z, w) unit quaternion of a 3x3 rotation matrix."""
-    w = np.sqrt(max(0.0, 1.0 + np.trace(R))) / 2.0
-    x = np.copysign(np.sqrt(max(0.0, 1.0 + R[0, 0] - R[1, 1] - R[2, 2])) / 2.0, R[2, 1] - R[1, 2])
-    y = np.copysign(np.sqrt(max(0.0, 1.0 - R[0, 0] + R[1, 1] - R[2, 2])) / 2.0, R[0, 2] - R[2, 0])
-    z = np.copysign(np.sqrt(max(0.0, 1.0 - R[0, 0] - R[1, 1] + R[2, 2])) / 2.0, R[1, 0] - R[0, 1])
-    return np.array([x, y, z, w])
+    return RosBoxes(center, quaternion_from_yaw(yaw), yaw, boxes[:, 3:6].copy(), velocity)
 
 
 def transform_points(points: np.ndarray, T_out_in: np.ndarray | None) -> np.ndarray:
@@ -86,34 +64,21 @@ def transform_boxes(boxes: RosBoxes, T_out_in: np.ndarray) -> RosBoxes:
     heading = np.stack([np.cos(boxes.yaw), np.sin(boxes.yaw), np.zeros_like(boxes.yaw)], axis=-1) @ R.T
     return RosBoxes(
         center=transform_points(boxes.center, T),
-        quaternion=_quaternion_product(_quaternion_of(R), boxes.quaternion),
+        quaternion=quaternion_product(quaternion_from_matrix(R), boxes.quaternion),
         yaw=np.arctan2(heading[:, 1], heading[:, 0]),
         size=boxes.size.copy(),
         velocity=boxes.velocity @ R.T,
     )
 
 
-def select_detections(
-    scores: np.ndarray,
-    labels: np.ndarray,
-    score_threshold: float,
-    max_count: int | None,
-    class_thresholds: Mapping[int, float] | None = None,
-) -> np.ndarray:
-    """Indices of detections scoring at least their threshold, by descending score, at most ``max_count``.
+def select_detections(scores: np.ndarray, score_threshold: float, max_count: int | None) -> np.ndarray:
+    """Indices of detections scoring at least ``score_threshold``, by descending score, at most ``max_count``.
 
-    ``class_thresholds`` maps a label index to its own threshold; other labels use ``score_threshold``.
     NaN scores never pass. Ties keep the original order.
     """
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    labels = np.asarray(labels).reshape(-1)
-    if scores.shape != labels.shape:
-        raise ValueError(f"scores and labels differ in length: {scores.shape[0]} vs {labels.shape[0]}")
     if max_count is not None and max_count < 0:
         raise ValueError(f"max_count must be >= 0 or None, got {max_count}")
-    thresholds = np.full(scores.shape, float(score_threshold))
-    for label, threshold in (class_thresholds or {}).items():
-        thresholds[labels == label] = float(threshold)
-    keep = np.flatnonzero(scores >= thresholds)
+    keep = np.flatnonzero(scores >= float(score_threshold))
     order = keep[np.argsort(-scores[keep], kind="stable")]
     return order if max_count is None else order[:max_count]

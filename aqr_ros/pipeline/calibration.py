@@ -37,7 +37,7 @@ class ImageTransform:
 
     @classmethod
     def from_image_size(cls, height: int, width: int, cfg: ImageConfig) -> ImageTransform:
-        """Test-time ResizeCropFlipImage geometry (MODEL.md §2.1) for a ``height`` x ``width`` camera."""
+        """Test-time ResizeCropFlipImage geometry (docs/model.md §2.1) for a ``height`` x ``width`` camera."""
         if height <= 0 or width <= 0:
             raise ValueError(f"image size must be positive, got {height}x{width}")
         out_h, out_w = cfg.input_size

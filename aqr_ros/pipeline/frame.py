@@ -163,7 +163,7 @@ class FrameAssembler:
         """Select (score, count) and convert :class:`Detections` (any device) into the input LiDAR frame."""
         scores = det.scores.detach().cpu().numpy()
         labels = det.labels.detach().cpu().numpy().astype(np.int64)
-        keep = select_detections(scores, labels, score_threshold, max_count)
+        keep = select_detections(scores, score_threshold, max_count)
         boxes_model = det.boxes.detach().cpu().numpy()[keep].astype(np.float64)
         query = det.query_index.detach().cpu().numpy().astype(np.int64)[keep]
         return FrameDetections(

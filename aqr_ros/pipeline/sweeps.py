@@ -1,4 +1,4 @@
-"""Multi-sweep LiDAR accumulation with ego-motion compensation and the time-lag channel (MODEL.md §2.2)."""
+"""Multi-sweep LiDAR accumulation with ego-motion compensation and the time-lag channel (docs/model.md §2.2)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,6 @@ class SweepBatch:
     num_sweeps: int
     #: Previous sweeps used without motion compensation because a pose was missing.
     num_uncompensated: int
-
-    @property
-    def motion_compensated(self) -> bool:
-        """True when every included previous sweep was moved through the fixed frame."""
-        return self.num_uncompensated == 0
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
+from aqr_ros.pipeline.undistort import LensCalibration
+
 
 class ConversionError(ValueError):
     """A message cannot be converted; ``str(error)`` says why."""
@@ -143,3 +145,9 @@ def camera_info_intrinsics(msg: CameraInfo) -> tuple[np.ndarray, tuple[int, int]
     """(K 3x3 float64, (height, width), distortion coefficients D, distortion model name) of a CameraInfo."""
     K = np.array(msg.k, dtype=np.float64).reshape(3, 3)
     return K, (int(msg.height), int(msg.width)), np.array(msg.d, dtype=np.float64), msg.distortion_model
+
+
+def camera_info_lens(msg: CameraInfo) -> LensCalibration:
+    """The lens of a CameraInfo (:func:`camera_info_intrinsics` plus the 3x4 projection P), for undistortion."""
+    K, size, D, model = camera_info_intrinsics(msg)
+    return LensCalibration(K, D, model, size, np.array(msg.p, dtype=np.float64).reshape(3, 4))

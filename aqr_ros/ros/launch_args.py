@@ -22,16 +22,18 @@ PARAMETER_ARGUMENTS = {
     "output_frame": "output_frame",
     "fixed_frame": "tf.fixed_frame",
     "compressed": "input.compressed_images",
+    "autostart": "autostart",
 }
 #: Launch arguments whose values are closed sets ("" = from the parameter file).
 CHOICES = {
     "lidar_axes": ["", "rep103", "nuscenes_lidar_top"],
     "compressed": ["", "true", "false"],
+    "autostart": ["", "true", "false"],
     "use_sim_time": ["true", "false"],
     "rviz": ["true", "false"],
     "log_level": ["debug", "info", "warn", "error", "fatal"],
 }
-_BOOLEAN_PARAMETERS = {"input.compressed_images"}
+_BOOLEAN_PARAMETERS = {"input.compressed_images", "autostart"}
 
 
 def node_overrides(arguments: Mapping[str, str]) -> dict[str, Any]:

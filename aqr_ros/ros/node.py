@@ -1,9 +1,9 @@
-"""``aqr_node``: the AQR-CMT LiDAR + 6-camera 3D detector as a ROS 2 node.
+"""``aqr_node``: the AQR-CMT LiDAR + 6-camera 3D detector as a ROS 2 managed (lifecycle) node.
 
 Callbacks only store messages in a LiDAR-triggered synchronizer; one worker thread takes the newest
 decided frame, converts it, calibrates every camera from camera_info and tf, runs the model and
 publishes detections, markers, the per-query AQR weights and weight-map images (all three only while subscribed),
-timings and diagnostics, all stamped with the input cloud's stamp.
+stamped timings and diagnostics, all stamped with the input cloud's stamp.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
@@ -21,10 +22,11 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecyclePublisher, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
@@ -38,14 +40,15 @@ from aqr_ros.model.timing import StageTimer
 from aqr_ros.pipeline.boxes import transform_boxes, transform_points
 from aqr_ros.pipeline.calibration import points_from_model, validate_intrinsics
 from aqr_ros.pipeline.frame import CameraCalibration, FrameAssembler, FrameDetections
-from aqr_ros.ros.diagnostics import FrameReport, FusionDiagnostics
-from aqr_ros.ros.from_msg import (ConversionError, camera_info_intrinsics, compressed_to_bgr, image_to_bgr,
+from aqr_ros.pipeline.undistort import Rectification, RectificationCache
+from aqr_ros.ros.diagnostics import FrameReport, FusionDiagnostics, frame_timings
+from aqr_ros.ros.from_msg import (ConversionError, camera_info_lens, compressed_to_bgr, image_to_bgr,
                                   pointcloud2_to_array)
 from aqr_ros.ros.markers import build_detection_array, build_label_info, build_markers
-from aqr_ros.ros.params import ParameterError, declare_all, dynamic_update, validate
+from aqr_ros.ros.params import NodeParams, ParameterError, declare_all, dynamic_update, validate
 from aqr_ros.ros.sync import FrameBundle, LidarTriggeredSync, Push, SyncConfig
 from aqr_ros.ros.tf_source import TfSource, TfUnavailableError
-from aqr_ros.ros.to_msg import image_from_array, query_weights_cloud
+from aqr_ros.ros.to_msg import image_from_array, nanoseconds_from_stamp, query_weights_cloud
 
 if TYPE_CHECKING:
     from aqr_ros.model import AqrCmt, Detections
@@ -55,6 +58,14 @@ NODE_NAME = "aqr_node"
 WARN_PERIOD_S = 2.0
 #: Points farther than this (m) from the sensor are treated as corrupt values and dropped.
 MAX_POINT_RANGE_M = 1000.0
+#: Longest wait (s) for the worker to finish its frame when stopping (a CPU frame of the full model takes seconds).
+WORKER_STOP_S = 5.0
+#: Period (s) of the check for a worker that stopped for good.
+FAILURE_CHECK_S = 0.2
+#: Consecutive CUDA out-of-memory frames that stop processing.
+MAX_OOM_FRAMES = 3
+#: Executor threads: callbacks only store messages; the model has its own thread budget (model.threads).
+EXECUTOR_THREADS = 2
 
 
 class StartupError(RuntimeError):
@@ -63,11 +74,13 @@ class StartupError(RuntimeError):
 
 @dataclass(frozen=True)
 class Intrinsics:
-    """A validated camera_info: K, image size and the optical frame id."""
+    """A validated camera_info: the pinhole K the model projects with, image size, optical frame id, and how the
+    camera's images reach that pinhole (undistortion maps, or as they come)."""
 
     K: np.ndarray
     size: tuple[int, int]
     frame_id: str
+    rectification: Rectification
 
 
 def resolve_device(name: str) -> torch.device:
@@ -131,26 +144,115 @@ def query_points(reference_points: np.ndarray, point_cloud_range: Sequence[float
                              lidar_axes)
 
 
-#: Largest change of a K entry (px) that still counts as the same camera_info.
-K_TOLERANCE_PX = 1e-6
+class AqrNode(LifecycleNode):
+    """AQR-CMT detector as a managed node: LiDAR-triggered sync, tf/camera_info calibration, one inference worker.
 
-
-def _stamp_ns(header: Header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-class AqrNode(Node):
-    """AQR-CMT detector node: LiDAR-triggered sync, tf/camera_info calibration, one inference worker."""
+    configure validates the parameters, loads and warms up the model and creates the publishers; activate
+    creates the subscriptions and starts the worker; deactivate stops both; cleanup frees the model (and the
+    GPU memory); a failed transition goes through error processing back to unconfigured. With ``autostart``
+    :func:`main` runs configure and activate itself.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
-        """Declare and validate parameters, load and warm up the model, create publishers and subscriptions."""
+        """Declare the parameters; everything else happens in the lifecycle transitions."""
+        self._stop = threading.Event()  # set before Node's own set-up, which may fail and destroy the node
+        self._worker: Optional[threading.Thread] = None
         super().__init__(NODE_NAME, **kwargs)
-        raw = declare_all(self)
+        self._raw = declare_all(self)
+        self.params: Optional[NodeParams] = None
+        self.model: Optional["AqrCmt"] = None
+        #: Why the last configure failed (for the fatal line of an autostarted node).
+        self.configure_error = ""
+        #: Why the worker stopped for good (unrecoverable error); handled once by :meth:`_check_failure`.
+        self._failure = ""
+        self._failure_handled = False
+        self._input_subs: list[Any] = []
+        self._warn_lock = threading.Lock()
+        self._last_warn: dict[str, tuple[float, str]] = {}
+        self._reported_errors: set[str] = set()
+        self._consecutive_oom = 0
+        #: Exit code of :func:`main` after the executor stops.
+        self.exit_code = 0
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        # Diagnostics live as long as the node, so a supervisor also sees an inactive or failed one.
+        self.diag: Optional[FusionDiagnostics] = None
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
+        self.create_timer(self._raw["diag.period"], self._publish_diagnostics,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self.create_timer(FAILURE_CHECK_S, self._check_failure, callback_group=MutuallyExclusiveCallbackGroup(),
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    # ------------------------------------------------------------ transitions
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Validate parameters, load and warm up the model, create the publishers and the tf listener."""
+        try:
+            self._configure()
+        except (StartupError, ParameterError) as exc:
+            self.configure_error = str(exc)
+            self._release()
+            if not self._raw["autostart"]:  # an autostarted node logs it as FATAL in main
+                self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.diag.set_state("inactive", time.monotonic())
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to the inputs and start the worker; the lifecycle publishers go live."""
+        views = self.model_config.image.num_views
+        self._make_subscriptions(views)
+        self.diag.watch_inputs(self.cloud_sub.topic_name, [sub.topic_name for sub in self.image_subs])
+        self.diag.set_state("active", time.monotonic())
+        self.sync.reset()
+        self._reset_pending.set()
+        self._failure, self._failure_handled = "", False
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="aqr_inference", daemon=True)
+        self._worker.start()
+        result = super().on_activate(state)
+        self._publish_label_info()
+        self.get_logger().info(f"active: listening on {self.cloud_sub.topic_name} and {views} cameras")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop the worker and the subscriptions; a worker that failed for good makes this an error transition."""
+        self.stop_worker()
+        self._destroy_subscriptions()
+        self.diag.set_state("inactive", time.monotonic())
+        if self._failure:
+            self.get_logger().error(f"deactivated after an unrecoverable error: {self._failure}")
+            return TransitionCallbackReturn.ERROR
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free the model (and the GPU memory it held), the publishers and the tf listener."""
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop everything from any state."""
+        self.stop_worker()
+        self._destroy_subscriptions()
+        self._release()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Error processing: stop and release everything, back to unconfigured (a manager may configure again)."""
+        self.stop_worker()
+        self._destroy_subscriptions()
+        self._release()
+        self.get_logger().error("error processing: node released, now unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    # ------------------------------------------------------------------ set-up
+
+    def _configure(self) -> None:
+        raw = {name: self.get_parameter(name).value for name in self._raw}  # values set since start-up count
         self.model_config, config_source = model_config_of(raw["model.config"], raw["model.checkpoint"])
         views = self.model_config.image.num_views
-        self.params = validate(raw, num_cameras=views)
-        p = self.params
+        self.params = p = validate(raw, num_cameras=views)
         self.device = resolve_device(p.model_device)
+        threads = apply_thread_budget(p.model_threads)
         self.get_logger().info(f"loading model {self.model_config.name} ({config_source}) from "
                                f"{p.model_checkpoint or 'RANDOM weights'} onto {self.device} ...")
         self.model = load_model(self.model_config, p.model_checkpoint, self.device)
@@ -179,26 +281,35 @@ class AqrNode(Node):
         except TfUnavailableError as exc:
             raise StartupError(str(exc)) from None
         self.diag = FusionDiagnostics(f"{self.get_name()}: fusion", self.get_fully_qualified_name(),
-                                      self.model_config.image.camera_names, p.max_processing_time_ms)
+                                      self.model_config.image.camera_names, p.max_processing_time_ms,
+                                      p.stale_timeout, p.diag_window)
         self._intrinsics: list[Optional[Intrinsics]] = [None] * views
         self._intrinsics_lock = threading.Lock()
-        self._last_warn: dict[str, tuple[float, str]] = {}
+        self._rectifications = RectificationCache(p.rectified_images)
         self._reset_pending = threading.Event()
         self._make_publishers(views)
-        self._make_subscriptions(views)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.create_timer(p.diag_period, self._publish_diagnostics,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self._running = True
-        self._worker = threading.Thread(target=self._work, name="aqr_inference", daemon=True)
-        self._worker.start()
         self.get_logger().info(
             f"ready: model {self.model_config.name} ({config_source}) on {self.device} "
-            f"({'fp16' if p.model_fp16 else 'fp32'}), {views} cameras, cloud {self.cloud_sub.topic_name}; "
+            f"({'fp16' if p.model_fp16 else 'fp32'}, {threads} CPU threads), {views} cameras; "
             + ("camera-map post-processing on (the fix)" if self.model_config.aqr.postprocess_perspective else
                "camera-map post-processing OFF: the original training's behaviour, for checkpoints trained with it"))
 
-    # ------------------------------------------------------------------ set-up
+    def _release(self) -> None:
+        """Drop what configure created; the model's GPU memory goes back to the device. The diagnostics stay."""
+        for pub in getattr(self, "_publishers_made", []):
+            self.destroy_lifecycle_publisher(pub)
+        self._publishers_made = []
+        if self.diag is not None:
+            self.diag.set_state("unconfigured", time.monotonic())
+        tf = getattr(self, "tf", None)
+        if tf is not None:
+            tf.close()
+            self.tf = None
+        on_gpu = self.model is not None and getattr(self, "device", torch.device("cpu")).type == "cuda"
+        self.model = None
+        self.params = None
+        if on_gpu:
+            torch.cuda.empty_cache()
 
     def _warm_up(self, iterations: int) -> None:
         cfg = self.model_config
@@ -214,19 +325,24 @@ class AqrNode(Node):
         out_qos = QoSProfile(depth=p.output_depth, history=HistoryPolicy.KEEP_LAST,
                              reliability=ReliabilityPolicy.RELIABLE if p.output_reliable
                              else ReliabilityPolicy.BEST_EFFORT)
-        self.detections_pub = self.create_publisher(Detection3DArray, "~/output/detections", out_qos)
-        self.markers_pub = self.create_publisher(MarkerArray, "~/output/markers", out_qos)
+
+        def managed(msg_type: type, topic: str, qos: QoSProfile = out_qos) -> LifecyclePublisher:
+            pub = self.create_lifecycle_publisher(msg_type, topic, qos)
+            self._publishers_made.append(pub)
+            return pub
+
+        self._publishers_made: list[Any] = []
+        self.detections_pub = managed(Detection3DArray, "~/output/detections")
+        self.markers_pub = managed(MarkerArray, "~/output/markers")
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.label_info_pub = self.create_publisher(LabelInfo, "~/output/label_info", latched)
-        self.bev_pub = self.create_publisher(Image, "~/debug/weight_map/bev", out_qos)
-        self.camera_map_pubs = [self.create_publisher(Image, f"~/debug/weight_map/camera{i}", out_qos)
-                                for i in range(views)]
-        self.query_weights_pub = self.create_publisher(PointCloud2, "~/debug/aqr_weights", out_qos)
-        self.processing_time_pub = self.create_publisher(Float64, "~/debug/processing_time_ms", out_qos)
-        self.latency_pub = self.create_publisher(Float64, "~/debug/pipeline_latency_ms", out_qos)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", QoSProfile(depth=10))
-        self._publish_label_info()
+        self.label_info_pub = managed(LabelInfo, "~/output/label_info", latched)
+        self.bev_pub = managed(Image, "~/debug/weight_map/bev")
+        self.camera_map_pubs = [managed(Image, f"~/debug/weight_map/camera{i}") for i in range(views)]
+        self.query_weights_pub = managed(PointCloud2, "~/debug/aqr_weights")
+        self.processing_time_pub = managed(Float64, "~/debug/processing_time_ms")
+        self.latency_pub = managed(Float64, "~/debug/pipeline_latency_ms")
+        self.timings_pub = managed(DiagnosticArray, "~/debug/timings")
 
     def _publish_label_info(self) -> None:
         """Latched class map with the current score threshold."""
@@ -234,33 +350,42 @@ class AqrNode(Node):
                                                      Header(stamp=self.get_clock().now().to_msg())))
 
     def _make_subscriptions(self, views: int) -> None:
+        """One mutually exclusive callback group per input: a topic's messages stay in order, topics run in parallel."""
         p = self.params
         in_qos = QoSProfile(depth=p.input_depth, history=HistoryPolicy.KEEP_LAST,
                             reliability=ReliabilityPolicy.RELIABLE if p.input_reliable
                             else ReliabilityPolicy.BEST_EFFORT)
-        group = ReentrantCallbackGroup()
         self.cloud_sub = self.create_subscription(PointCloud2, "~/input/pointcloud", self._on_cloud, in_qos,
-                                                  callback_group=group)
+                                                  callback_group=MutuallyExclusiveCallbackGroup())
         image_type, suffix = (CompressedImage, "image/compressed") if p.compressed_images else (Image, "image")
         self.image_subs = [
             self.create_subscription(image_type, f"~/input/camera{i}/{suffix}",
-                                     lambda msg, i=i: self._on_image(i, msg), in_qos, callback_group=group)
+                                     lambda msg, i=i: self._on_image(i, msg), in_qos,
+                                     callback_group=MutuallyExclusiveCallbackGroup())
             for i in range(views)]
-        info_group = MutuallyExclusiveCallbackGroup()
         self.info_subs = [
             self.create_subscription(CameraInfo, f"~/input/camera{i}/camera_info",
                                      lambda msg, i=i: self._on_camera_info(i, msg), in_qos,
-                                     callback_group=info_group)
+                                     callback_group=MutuallyExclusiveCallbackGroup())
             for i in range(views)]
+        self._input_subs = [self.cloud_sub, *self.image_subs, *self.info_subs]
+
+    def _destroy_subscriptions(self) -> None:
+        for sub in self._input_subs:
+            self.destroy_subscription(sub)
+        self._input_subs = []
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        current = self.params
+        if current is None:  # not configured: the values are validated by configure
+            return SetParametersResult(successful=True)
         try:
-            self.params = dynamic_update(self.params, [(x.name, x.value) for x in params],
-                                         self.model_config.image.num_views)
+            updated = dynamic_update(current, [(x.name, x.value) for x in params], self.model_config.image.num_views)
         except ParameterError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
-        self.diag.max_processing_ms = self.params.max_processing_time_ms
-        if any(x.name == "score_threshold" for x in params):
+        self.params = updated
+        self.diag.set_limits(updated.max_processing_time_ms, updated.stale_timeout, updated.diag_window)
+        if any(x.name == "score_threshold" for x in params) and self._input_subs:
             self._publish_label_info()
         return SetParametersResult(successful=True)
 
@@ -270,21 +395,23 @@ class AqrNode(Node):
         """Whether a warning about ``key`` is due: WARN_PERIOD_S passed or the reason (digits aside) changed."""
         now = time.monotonic()
         kind = re.sub(r"\d+", "#", reason)
-        last_time, last_kind = self._last_warn.get(key, (-WARN_PERIOD_S, ""))
-        if kind == last_kind and now - last_time < WARN_PERIOD_S:
-            return False
-        self._last_warn[key] = (now, kind)
+        with self._warn_lock:
+            last_time, last_kind = self._last_warn.get(key, (-WARN_PERIOD_S, ""))
+            if kind == last_kind and now - last_time < WARN_PERIOD_S:
+                return False
+            self._last_warn[key] = (now, kind)
         return True
 
     def _reject(self, topic: str, reason: str) -> None:
         """Count a rejected input and warn (throttled per topic unless the reason changes)."""
-        count = self.diag.reject(topic, reason)
+        count = self.diag.reject(topic, reason, time.monotonic())
         if self._due(topic, reason):
             self.get_logger().warning(f"rejected input on {topic}: {reason} ({count} rejected so far on this topic)")
 
     def _on_cloud(self, msg: PointCloud2) -> None:
         topic = self.cloud_sub.topic_name
-        stamp = _stamp_ns(msg.header)
+        self.diag.received(topic, time.monotonic())
+        stamp = nanoseconds_from_stamp(msg.header.stamp)
         if stamp < 0:
             self._reject(topic, f"negative stamp {msg.header.stamp.sec} s")
             return
@@ -293,15 +420,15 @@ class AqrNode(Node):
             self._reject(topic, "stamp not newer than the previous cloud (out of order)")
         elif result is Push.RESET:
             self._reset_pending.set()
-            self.diag.resets += 1
+            self.diag.count("resets")
             if self._due(f"{topic} reset", "time jumped back"):
                 self.get_logger().warning(f"time jumped back on {topic} (bag loop, or two sources with skewed "
-                                          f"clocks?): resetting buffers, sweeps and tf cache ({self.diag.resets} "
-                                          "resets so far)")
+                                          "clocks?): resetting buffers, sweeps and tf cache")
 
     def _on_image(self, camera: int, msg: Any) -> None:
         topic = self.image_subs[camera].topic_name
-        stamp = _stamp_ns(msg.header)
+        self.diag.received(topic, time.monotonic())
+        stamp = nanoseconds_from_stamp(msg.header.stamp)
         if stamp < 0:
             self._reject(topic, f"negative stamp {msg.header.stamp.sec} s")
         elif self.sync.add_image(camera, stamp, msg) is Push.OUT_OF_ORDER:
@@ -309,7 +436,8 @@ class AqrNode(Node):
 
     def _on_camera_info(self, camera: int, msg: CameraInfo) -> None:
         topic = self.info_subs[camera].topic_name
-        K, size, _, _ = camera_info_intrinsics(msg)
+        lens = camera_info_lens(msg)
+        K, size = lens.K, lens.size
         reason = f"image size {size[1]}x{size[0]} is not positive" if size[0] <= 0 or size[1] <= 0 else None
         reason = reason or validate_intrinsics(K, size)
         if reason is None and not msg.header.frame_id:
@@ -317,47 +445,81 @@ class AqrNode(Node):
         if reason is not None:
             self._reject(topic, reason)
             return
-        new = Intrinsics(K, size, msg.header.frame_id)
+        # The same object while K, D, P and size are unchanged up to driver float noise; maps are built on a change.
+        rect = self._rectifications.get(camera, lens)
+        new = Intrinsics(rect.K, size, msg.header.frame_id, rect)
         with self._intrinsics_lock:
             old = self._intrinsics[camera]
-            # Drivers republish K with float noise: changes below a millionth of a pixel are not changes.
-            if (old is not None and old.size == new.size and old.frame_id == new.frame_id
-                    and np.allclose(old.K, K, rtol=0.0, atol=K_TOLERANCE_PX)):
+            if old is not None and old.rectification is rect and old.frame_id == new.frame_id:
                 return
             self._intrinsics[camera] = new
         if old is not None:
             self.get_logger().info(f"camera{camera}: camera_info changed on {topic}; intrinsics re-read")
+        if rect.ignored is not None:  # once per calibration: unchanged ones returned above
+            self.get_logger().warning(f"camera{camera} ({topic}): {rect.ignored}")
 
     # ------------------------------------------------------------------ worker
 
     def _work(self) -> None:
-        while self._running:
+        while not self._stop.is_set():
             bundle = self.sync.wait_frame(time.monotonic_ns, timeout_s=0.1)
-            if bundle is None or not self._running:
+            if bundle is None or self._stop.is_set():
                 continue
             try:
-                self._process(bundle)
-            except Exception as exc:  # the worker must survive anything a frame can do
-                if not self._running or not self.context.ok():
+                self._process(bundle, self.params)
+                self._consecutive_oom = 0
+            except Exception as exc:  # the worker must survive anything a frame can do, or say why it cannot
+                if self._stop.is_set() or not self.context.ok():
                     return  # shutting down: publishing on a closed context is expected to fail
-                self.diag.frame_skipped(f"error while processing: {exc}")
-                if self._due("worker", repr(exc)):
-                    self.get_logger().error(f"frame {bundle.stamp_ns * 1e-9:.3f} failed: {exc!r}")
+                fatal = self._on_worker_error(exc, bundle)
+                if fatal:
+                    self.diag.set_fatal(fatal)
+                    self.get_logger().fatal(f"processing stopped: {fatal}")
+                    self._failure = fatal
+                    return
 
-    def _calibration(self, camera: int, lidar_frame: str) -> tuple[Optional[CameraCalibration], str]:
+    def _on_worker_error(self, exc: Exception, bundle: FrameBundle) -> str:
+        """Count and log an unexpected frame error (the traceback once per kind); the reason when it is fatal."""
+        summary = f"{type(exc).__name__}: {exc}"
+        count = self.diag.worker_error(summary)
+        self.diag.frame_skipped(f"error while processing: {summary}")
+        kind = f"{type(exc).__name__}: {re.sub(r'[0-9.]+', '#', str(exc))}"
+        if kind not in self._reported_errors:
+            self._reported_errors.add(kind)
+            self.get_logger().error(f"frame {bundle.stamp_ns * 1e-9:.3f} failed ({count} errors so far):\n"
+                                    + "".join(traceback.format_exception(exc)))
+        elif self._due("worker", summary):
+            self.get_logger().error(f"frame {bundle.stamp_ns * 1e-9:.3f} failed again ({count} errors so far): "
+                                    f"{summary}")
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            self._consecutive_oom += 1
+            torch.cuda.empty_cache()
+        return unrecoverable(exc, self._consecutive_oom)
+
+    def _calibration(self, camera: int, header: Header, image_header: Optional[Header],
+                     p: NodeParams) -> tuple[Optional[CameraCalibration], Optional[Intrinsics], str]:
+        """Camera ``camera``'s calibration for a cloud with ``header`` and its image's header (None: no image, the
+        static extrinsic), the camera_info snapshot it used, and "ok" or what is missing."""
         with self._intrinsics_lock:
             intr = self._intrinsics[camera]
         if intr is None:
-            return None, "no valid camera_info yet"
-        ext = self.tf.extrinsic(intr.frame_id, lidar_frame)
+            return None, None, "no valid camera_info yet"
+        self.diag.set_lens(camera, intr.rectification.description)
+        if image_header is None:
+            ext = self.tf.extrinsic(intr.frame_id, header.frame_id)
+        else:
+            ext = self.tf.camera_extrinsic(intr.frame_id, header.frame_id, Time.from_msg(image_header.stamp),
+                                           Time.from_msg(header.stamp),
+                                           p.fixed_frame if p.time_correct_extrinsics else "")
+            self.diag.set_extrinsic(camera, ext.source)
         if ext.matrix is None:
-            return None, ext.reason
-        return CameraCalibration(K=intr.K, size=intr.size, T_cam_lidar=ext.matrix), "ok"
+            return None, intr, ext.reason
+        return CameraCalibration(K=intr.K, size=intr.size, T_cam_lidar=ext.matrix), intr, "ok"
 
-    def _decode_images(self, bundle: FrameBundle) -> tuple[list[Optional[np.ndarray]], list[str]]:
+    def _decode_images(self, bundle: FrameBundle, p: NodeParams) -> tuple[list[Optional[np.ndarray]], list[str]]:
         images: list[Optional[np.ndarray]] = []
         states: list[str] = []
-        decode = compressed_to_bgr if self.params.compressed_images else image_to_bgr
+        decode = compressed_to_bgr if p.compressed_images else image_to_bgr
         for i, msg in enumerate(bundle.images):
             state = bundle.status[i].value
             image = None
@@ -371,11 +533,11 @@ class AqrNode(Node):
             states.append(state)
         return images, states
 
-    def _decode_cloud(self, msg: PointCloud2) -> Optional[np.ndarray]:
+    def _decode_cloud(self, msg: PointCloud2, p: NodeParams) -> Optional[np.ndarray]:
         topic = self.cloud_sub.topic_name
         num = msg.width * msg.height
-        if num > self.params.max_points:
-            self._reject(topic, f"{num} points exceed input.max_points {self.params.max_points}")
+        if num > p.max_points:
+            self._reject(topic, f"{num} points exceed input.max_points {p.max_points}")
             return None
         try:
             cloud = pointcloud2_to_array(msg, ("x", "y", "z", "intensity"))
@@ -394,17 +556,23 @@ class AqrNode(Node):
                                 f"{MAX_POINT_RANGE_M:.0f} m)")
         return points
 
-    def _calibrate(self, images: Sequence[Optional[np.ndarray]],
-                   lidar_frame: str) -> tuple[list[Optional[CameraCalibration]], dict[int, str]]:
-        """Per camera calibration (or None), and camera → what is missing for cameras that delivered an image."""
+    def _calibrate(self, images: list[Optional[np.ndarray]], bundle: FrameBundle, header: Header,
+                   p: NodeParams) -> tuple[list[Optional[CameraCalibration]], dict[int, str]]:
+        """Per camera calibration (or None), and camera → what is missing for cameras that delivered an image.
+
+        Images are undistorted in place onto the pinhole of their calibration (same camera_info snapshot).
+        """
         calibs: list[Optional[CameraCalibration]] = []
         missing: dict[int, str] = {}
         for i, image in enumerate(images):
-            calib, state = self._calibration(i, lidar_frame)
+            image_header = bundle.images[i].header if image is not None else None
+            calib, intr, state = self._calibration(i, header, image_header, p)
             self.diag.set_calibration(i, state)
             calibs.append(calib)
             if image is not None and calib is None:
                 missing[i] = state
+            elif image is not None:
+                images[i] = intr.rectification.apply(image)
         return calibs, missing
 
     def _skip_uncalibrated(self, reason: str, report: FrameReport) -> None:
@@ -413,18 +581,18 @@ class AqrNode(Node):
         if self._due("calibration", reason):
             self.get_logger().warning(f"no output: {reason}")
 
-    def _output_transform(self, header: Header) -> Optional[np.ndarray] | str:
+    def _output_transform(self, header: Header, p: NodeParams) -> Optional[np.ndarray] | str:
         """``T(output_frame <- cloud frame)`` at the cloud stamp; None when boxes stay in the cloud's frame,
         or what is missing when tf has no such transform yet."""
-        out = self.params.output_frame
+        out = p.output_frame
         if not out or out == header.frame_id:
             return None
         lookup = self.tf.lookup(out, header.frame_id, Time.from_msg(header.stamp))
         return lookup.matrix if lookup.matrix is not None else f"output_frame {out} ({lookup.reason})"
 
-    def _lidar_pose(self, header: Header) -> Optional[np.ndarray]:
+    def _lidar_pose(self, header: Header, p: NodeParams) -> Optional[np.ndarray]:
         """LiDAR pose in ``tf.fixed_frame`` at the cloud stamp, None when disabled or unavailable."""
-        fixed = self.params.fixed_frame
+        fixed = p.fixed_frame
         if not fixed:
             self.diag.set_lidar_pose("motion compensation disabled (tf.fixed_frame is empty)")
             return None
@@ -432,22 +600,22 @@ class AqrNode(Node):
         self.diag.set_lidar_pose("ok" if lookup.matrix is not None else lookup.reason)
         return lookup.matrix
 
-    def _process(self, bundle: FrameBundle) -> None:
-        """Convert, calibrate, infer and publish one synchronized frame (worker thread)."""
+    def _process(self, bundle: FrameBundle, p: NodeParams) -> None:
+        """Convert, calibrate, infer and publish one synchronized frame (worker thread; ``p``: this frame's
+        parameter snapshot, so a change mid-frame never mixes two settings)."""
         taken_ns = time.monotonic_ns()
         start = time.perf_counter()
         if self._reset_pending.is_set():
             self._reset_pending.clear()
             self.assembler.reset()
             self.tf.forget()
-        p = self.params
         header = Header(stamp=bundle.cloud.header.stamp, frame_id=bundle.cloud.header.frame_id)
         stages = {"wait": (taken_ns - bundle.received_ns) * 1e-6}  # cloud received -> processing starts
         dts = tuple(None if dt is None else dt * 1e-6 for dt in bundle.dt_ns)
 
         t0 = time.perf_counter()
-        points = self._decode_cloud(bundle.cloud)
-        images, states = self._decode_images(bundle)
+        points = self._decode_cloud(bundle.cloud, p)
+        images, states = self._decode_images(bundle, p)
         stages["convert"] = (time.perf_counter() - t0) * 1e3
         report = FrameReport(camera_state=tuple(states), camera_dt_ms=dts)
         if points is None:
@@ -462,7 +630,7 @@ class AqrNode(Node):
             return
 
         t0 = time.perf_counter()
-        calibs, uncalibrated = self._calibrate(images, header.frame_id)
+        calibs, uncalibrated = self._calibrate(images, bundle, header, p)
         for i, why in uncalibrated.items():  # masked like a late camera, and said so
             images[i] = None
             states[i] = f"masked: uncalibrated ({why})"
@@ -476,15 +644,15 @@ class AqrNode(Node):
                       f"sync.allow_missing_cameras {p.allow_missing_cameras})")
             self._skip_uncalibrated(reason, report)
             return
-        T_out_lidar = self._output_transform(header)
+        T_out_lidar = self._output_transform(header, p)
         if isinstance(T_out_lidar, str):
             self._skip_uncalibrated(f"calibration incomplete: {T_out_lidar}", report)
             return
         for stamp_ns, earlier in bundle.earlier_clouds:  # dropped clouds still count as past sweeps
-            earlier_points = self._decode_cloud(earlier)
+            earlier_points = self._decode_cloud(earlier, p)
             if earlier_points is not None:
-                self.assembler.push_cloud(earlier_points, stamp_ns * 1e-9, self._lidar_pose(earlier.header))
-        self.assembler.push_cloud(points, bundle.stamp_ns * 1e-9, self._lidar_pose(header))
+                self.assembler.push_cloud(earlier_points, stamp_ns * 1e-9, self._lidar_pose(earlier.header, p))
+        self.assembler.push_cloud(points, bundle.stamp_ns * 1e-9, self._lidar_pose(header, p))
         model_input = self.assembler.assemble(images, calibs)
         for i, issue in enumerate(model_input.camera_issues):
             if issue is not None:
@@ -497,6 +665,8 @@ class AqrNode(Node):
         det = self.model.infer(model_input.points, model_input.images, model_input.lidar2img,
                                model_input.camera_valid, fp16=p.model_fp16, timer=timer).to("cpu")
         stages["model"] = (time.perf_counter() - t0) * 1e3
+        if self._stop.is_set():  # stopping: the publishers may be gone
+            return
         stages.update({f"model/{k}": v for k, v in timer.ms.items()})
 
         t0 = time.perf_counter()
@@ -513,19 +683,26 @@ class AqrNode(Node):
                 transform_points(self.query_points, T_out_lidar), det.lidar_weights.numpy(),
                 det.camera_weights.numpy(), out_header.frame_id, out_header.stamp))
         if p.publish_weight_maps:
-            self._publish_weight_maps(bundle, images, model_input.camera_valid, det, frame, header)
+            self._publish_weight_maps(bundle, images, model_input.camera_valid, det, frame, header, p)
         stages["publish"] = (time.perf_counter() - t0) * 1e3
 
         total_ms = (time.perf_counter() - start) * 1e3
+        latency_ms = (self.get_clock().now().nanoseconds - bundle.stamp_ns) * 1e-6
         self.processing_time_pub.publish(Float64(data=total_ms))
-        self.latency_pub.publish(Float64(data=(self.get_clock().now().nanoseconds - bundle.stamp_ns) * 1e-6))
+        self.latency_pub.publish(Float64(data=latency_ms))
+        self.timings_pub.publish(frame_timings(header, f"{self.get_name()}: frame timings", stages, total_ms,
+                                               latency_ms))
         self.diag.frame_done(FrameReport(
             camera_state=tuple(states), camera_dt_ms=dts, num_points=model_input.num_points,
             num_sweeps=model_input.num_sweeps, num_uncompensated=model_input.num_uncompensated,
-            num_detections=len(frame), processing_ms=total_ms, stage_ms=stages))
+            num_detections=len(frame), processing_ms=total_ms, stage_ms=stages), time.monotonic())
+        if self.diag.frames_published == 1:
+            self.get_logger().info(f"first frame published: {len(frame)} detections, "
+                                   f"{sum(s == 'fused' for s in states)} cameras fused, {total_ms:.0f} ms")
 
     def _publish_weight_maps(self, bundle: FrameBundle, images: Sequence[Optional[np.ndarray]],
-                             valid: np.ndarray, det: Detections, frame: FrameDetections, header: Header) -> None:
+                             valid: np.ndarray, det: Detections, frame: FrameDetections, header: Header,
+                             p: NodeParams) -> None:
         """BEV picture (cloud header) and per-camera overlays (that image's header) for subscribed topics only."""
         if self.bev_pub.get_subscription_count() > 0:
             picture = self.assembler.bev_picture(det.bev_weight_map.numpy(), frame)
@@ -536,55 +713,124 @@ class AqrNode(Node):
                 continue
             maps = det.camera_weight_map.numpy() if maps is None else maps
             msg = bundle.images[i]
-            picture = self.assembler.camera_picture(images[i], maps[i], self.params.weight_map_alpha)
+            picture = self.assembler.camera_picture(images[i], maps[i], p.weight_map_alpha)
             pub.publish(image_from_array(picture, "rgb8", msg.header.frame_id, msg.header.stamp))
 
     def _publish_diagnostics(self) -> None:
-        self.diag.dropped = self.sync.dropped
-        self.diagnostics_pub.publish(self.diag.array(Header(stamp=self.get_clock().now().to_msg())))
+        if self.diag is None:  # never configured: the lifecycle state tells all there is
+            return
+        if self.params is not None:
+            self.diag.count("dropped", self.sync.dropped)
+        self.diagnostics_pub.publish(self.diag.array(Header(stamp=self.get_clock().now().to_msg()), time.monotonic()))
+
+    def _check_failure(self) -> None:
+        """After the worker stopped for good: an error transition (released, unconfigured); an autostarted node
+        then exits with code 1, as no lifecycle manager is there to see the state."""
+        if not self._failure or self._failure_handled:
+            return
+        self._failure_handled = True
+        self._publish_diagnostics()  # the ERROR status goes out before error processing releases the publishers
+        self.trigger_deactivate()
+        if self._raw["autostart"]:
+            self.diagnostics_pub.wait_for_all_acked(Duration(seconds=1.0))
+            self.exit_code = 1
+            self.context.try_shutdown()
+
+    def stop_worker(self) -> None:
+        """Stop the worker thread; a frame still in the model gets WORKER_STOP_S, then the thread is abandoned."""
+        self._stop.set()
+        worker, self._worker = self._worker, None
+        if worker is None or worker is threading.current_thread():
+            return
+        worker.join(timeout=WORKER_STOP_S)
+        if worker.is_alive():
+            self.get_logger().warning(f"the worker is still in a frame after {WORKER_STOP_S:g} s; not waiting "
+                                      "for it (it publishes nothing more)")
 
     def destroy_node(self) -> None:
         """Stop the worker, then destroy the node."""
-        self._running = False
-        if getattr(self, "_worker", None) is not None:
-            self._worker.join(timeout=5.0)
+        self.stop_worker()
         super().destroy_node()
+
+
+def apply_thread_budget(threads: int) -> int:
+    """Set torch's intra-op CPU threads (0 = half the cores, at least one); returns the count in force."""
+    count = threads or max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(count)
+    return count
+
+
+def unrecoverable(exc: Exception, consecutive_oom: int) -> str:
+    """Why ``exc`` ends processing for good ('' when the next frame may succeed): a CUDA error leaves the
+    context unusable (device-side assert, illegal address, ...); out-of-memory is tolerated MAX_OOM_FRAMES - 1
+    times in a row."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return (f"CUDA out of memory in {consecutive_oom} consecutive frames" if consecutive_oom >= MAX_OOM_FRAMES
+                else "")
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and ("CUDA error" in text or "device-side assert" in text
+                                          or "CUBLAS_STATUS" in text or "cuDNN error" in text):
+        return f"unrecoverable CUDA error: {text.splitlines()[0] if text else type(exc).__name__}"
+    return ""
+
+
+def _log_fatal(message: str) -> int:
+    rclpy.logging.get_logger(NODE_NAME).fatal(message)
+    return 1
+
+
+def _start(node: AqrNode) -> Optional[int]:
+    """configure + activate for an autostarted node; the exit code when that failed, else None."""
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        if not rclpy.ok():  # rclpy's SIGINT handler shut the context down during configure
+            return _interrupted_start_up()
+        return _log_fatal(node.configure_error or "configure failed (see the errors above)")
+    if node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+        return _interrupted_start_up() if not rclpy.ok() else _log_fatal("activate failed (see the errors above)")
+    return None
 
 
 def _interrupted_start_up() -> int:
     """Log and exit code of a start-up stopped by Ctrl-C (a requested stop, not a failure)."""
     rclpy.logging.get_logger(NODE_NAME).info("interrupted during start-up")
-    rclpy.try_shutdown()
     return 0
 
 
 def main(args: Optional[Sequence[str]] = None) -> int:
-    """Entry point of ``ros2 run aqr_ros aqr_node``: exit code 1 with a fatal log when start-up fails."""
+    """Entry point of ``ros2 run aqr_ros aqr_node``.
+
+    Exit code 1 with a FATAL line when an autostarted node cannot configure or its worker fails for good (a
+    managed node goes through error processing to unconfigured instead and keeps serving its lifecycle); 0 on
+    Ctrl-C, also during start-up.
+    """
     rclpy.init(args=args)
     try:
         node = AqrNode()
-    except (StartupError, ParameterError) as exc:
-        rclpy.logging.get_logger(NODE_NAME).fatal(str(exc))
+    except ParameterError as exc:
         rclpy.try_shutdown()
-        return 1
-    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C while the model loads is a clean stop
-        return _interrupted_start_up()
-    except Exception:
-        # rclpy's SIGINT handler may shut the context down instead of raising; creating the node's entities
-        # then fails. A failure with the context still alive is a real error.
-        if rclpy.ok():
-            raise
-        return _interrupted_start_up()
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    try:
-        executor.spin()
+        return _log_fatal(str(exc))
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        rclpy.try_shutdown()
+        return _interrupted_start_up()
+    autostart = bool(node.get_parameter("autostart").value)
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+    executor.add_node(node)
+    starting = True
+    try:
+        if autostart:
+            code = _start(node)
+            if code is not None:
+                return code
+        starting = False
+        executor.spin()
+        return node.exit_code
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return _interrupted_start_up() if starting else node.exit_code
     finally:
+        node.stop_worker()
+        executor.shutdown(timeout_sec=2.0)
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
 
 
 if __name__ == "__main__":

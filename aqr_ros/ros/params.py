@@ -37,6 +37,9 @@ class ParamSpec:
 
 
 SPECS: tuple[ParamSpec, ...] = (
+    ParamSpec("autostart", True,
+              "Configure and activate at start-up (ros2 run, launch files); false leaves the node unconfigured for "
+              "a lifecycle manager."),
     ParamSpec("model.config", "",
               "Shipped model config name (models/<name>.yaml) or a path to a model config YAML; empty = the "
               "checkpoint's own config (a .safetensors exported by aqr_ros carries it), else "
@@ -46,6 +49,9 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("model.device", "auto", "Torch device: auto (cuda if available, else cpu), cpu, cuda or cuda:N."),
     ParamSpec("model.precision", "fp32", "fp16 enables CUDA autocast; ignored on cpu.", choices=("fp32", "fp16")),
     ParamSpec("model.warmup_iters", 1, "Dummy forward passes at start-up.", bounds=(0, 20)),
+    ParamSpec("model.threads", 0,
+              "torch intra-op CPU threads; 0 = half the CPU cores (at least 1), leaving the rest to the executor "
+              "so that an input flood does not oversubscribe the cores.", bounds=(0, 256)),
     ParamSpec("input.lidar_axes", "rep103",
               "Axes of the input cloud's frame: rep103 (x forward, y left) is rotated into the model's nuScenes "
               "LIDAR_TOP axes (x right, y forward); nuscenes_lidar_top is used as is. Boxes go back to it.",
@@ -56,6 +62,9 @@ SPECS: tuple[ParamSpec, ...] = (
               bounds=(1, 1000), dynamic=True),
     ParamSpec("input.compressed_images", False,
               "Subscribe to ~/input/camera{i}/image/compressed (JPEG/PNG) instead of raw images."),
+    ParamSpec("input.rectified", False,
+              "The images are rectified (image_rect): projected with camera_info P as they are. false: raw images "
+              "(image_raw), undistorted with D (plumb_bob, rational_polynomial, equidistant) onto P's pinhole."),
     ParamSpec("input.intensity_scale", 1.0,
               "Factor from the cloud's intensity to the model's 0..255 range (e.g. 255 for 0..1 intensities).",
               bounds=(0.0, 1.0e4)),
@@ -83,6 +92,10 @@ SPECS: tuple[ParamSpec, ...] = (
               "stamp; empty = the cloud's own frame."),
     ParamSpec("tf.fixed_frame", "odom",
               "Frame used to motion-compensate past sweeps; empty disables compensation."),
+    ParamSpec("tf.time_correct_extrinsics", True,
+              "Project each camera through tf.fixed_frame from the cloud stamp to its image stamp, so lidar2img "
+              "includes the ego motion in between (as the nuScenes training did); false, or an empty "
+              "tf.fixed_frame, uses the static extrinsic."),
     ParamSpec("tf.refresh_period", 0.0, "Re-read camera extrinsics this often (s); 0 = cache forever.",
               bounds=(0.0, 3600.0)),
     ParamSpec("qos.input_reliability", "best_effort", "Reliability of the input subscriptions.",
@@ -98,6 +111,12 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("viz.weight_map_alpha", 0.5, "Opacity of the weight map over the camera image.", bounds=(0.0, 1.0),
               dynamic=True),
     ParamSpec("diag.period", 1.0, "Period (s) of the /diagnostics status.", bounds=(0.05, 60.0)),
+    ParamSpec("diag.stale_timeout", 1.0,
+              "An input silent for longer (s) is reported: the cloud as ERROR, a camera as WARN.",
+              bounds=(0.05, 3600.0), dynamic=True),
+    ParamSpec("diag.window", 10.0,
+              "Window (s) of the input/output rates, and how long a rejected input keeps the status at WARN.",
+              bounds=(1.0, 3600.0), dynamic=True),
     ParamSpec("diag.max_processing_time_ms", 200.0, "Processing time above this is reported as WARN.",
               bounds=(1.0, 1.0e5), dynamic=True),
 )
@@ -109,15 +128,18 @@ SPEC_BY_NAME: dict[str, ParamSpec] = {s.name: s for s in SPECS}
 class NodeParams:
     """Validated parameter values (times in seconds)."""
 
+    autostart: bool
     model_config: str
     model_checkpoint: str
     model_device: str
     model_fp16: bool
     model_warmup_iters: int
+    model_threads: int
     lidar_axes: str
     score_threshold: float
     max_detections: int
     compressed_images: bool
+    rectified_images: bool
     intensity_scale: float
     max_points: int
     max_sweep_lag: float
@@ -130,6 +152,7 @@ class NodeParams:
     reset_threshold: float
     output_frame: str
     fixed_frame: str
+    time_correct_extrinsics: bool
     tf_refresh_period: float
     input_reliable: bool
     input_depth: int
@@ -140,6 +163,8 @@ class NodeParams:
     publish_weight_maps: bool
     weight_map_alpha: float
     diag_period: float
+    stale_timeout: float
+    diag_window: float
     max_processing_time_ms: float
     #: The validated values by parameter name.
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -197,15 +222,18 @@ def validate(values: Mapping[str, Any], num_cameras: int = 6) -> NodeParams:
         raise ParameterError(f"parameter 'sync.min_cameras': must lie in [0, {num_cameras}], "
                              f"got {v['sync.min_cameras']}")
     return NodeParams(
+        autostart=v["autostart"],
         model_config=v["model.config"],
         model_checkpoint=v["model.checkpoint"],
         model_device=v["model.device"],
         model_fp16=v["model.precision"] == "fp16",
         model_warmup_iters=v["model.warmup_iters"],
+        model_threads=v["model.threads"],
         lidar_axes=v["input.lidar_axes"],
         score_threshold=v["score_threshold"],
         max_detections=v["max_detections"],
         compressed_images=v["input.compressed_images"],
+        rectified_images=v["input.rectified"],
         intensity_scale=v["input.intensity_scale"],
         max_sweep_lag=v["input.max_sweep_lag"],
         max_points=v["input.max_points"],
@@ -218,6 +246,7 @@ def validate(values: Mapping[str, Any], num_cameras: int = 6) -> NodeParams:
         reset_threshold=v["sync.reset_threshold"],
         output_frame=v["output_frame"],
         fixed_frame=v["tf.fixed_frame"],
+        time_correct_extrinsics=v["tf.time_correct_extrinsics"],
         tf_refresh_period=v["tf.refresh_period"],
         input_reliable=v["qos.input_reliability"] == "reliable",
         input_depth=v["qos.input_depth"],
@@ -228,6 +257,8 @@ def validate(values: Mapping[str, Any], num_cameras: int = 6) -> NodeParams:
         publish_weight_maps=v["viz.publish_weight_maps"],
         weight_map_alpha=v["viz.weight_map_alpha"],
         diag_period=v["diag.period"],
+        stale_timeout=v["diag.stale_timeout"],
+        diag_window=v["diag.window"],
         max_processing_time_ms=v["diag.max_processing_time_ms"],
         raw=v,
     )

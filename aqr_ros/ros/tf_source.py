@@ -1,4 +1,5 @@
-"""Non-blocking tf access for the node: 4x4 matrices, cached camera extrinsics, LiDAR poses.
+"""Non-blocking tf access for the node: 4x4 matrices, cached camera extrinsics, LiDAR poses, and camera
+extrinsics corrected for the ego motion between an image's exposure and the cloud stamp.
 
 Uses ``tf2_ros.Buffer`` and ``TransformListener`` (from a ROS 2 install; tests put a clearly named
 double on the path). Lookups use a zero timeout, so no executor callback ever waits for tf.
@@ -7,7 +8,7 @@ double on the path). Lookups use a zero timeout, so no executor callback ever wa
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 import numpy as np
@@ -15,6 +16,8 @@ from geometry_msgs.msg import TransformStamped
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.time import Time
+
+from aqr_ros.pipeline.rotations import matrix_from_quaternion
 
 try:
     import tf2_ros
@@ -29,15 +32,8 @@ class TfUnavailableError(RuntimeError):
 def transform_to_matrix(t: TransformStamped) -> np.ndarray:
     """4x4 float64 matrix of a TransformStamped (``p_header_frame = T @ p_child_frame``)."""
     q = t.transform.rotation
-    x, y, z, w = q.x, q.y, q.z, q.w
-    n = x * x + y * y + z * z + w * w
-    s = 2.0 / n if n > 0 else 0.0
     T = np.eye(4)
-    T[:3, :3] = [
-        [1 - s * (y * y + z * z), s * (x * y - z * w), s * (x * z + y * w)],
-        [s * (x * y + z * w), 1 - s * (x * x + z * z), s * (y * z - x * w)],
-        [s * (x * z - y * w), s * (y * z + x * w), 1 - s * (x * x + y * y)],
-    ]
+    T[:3, :3] = matrix_from_quaternion((q.x, q.y, q.z, q.w))
     tr = t.transform.translation
     T[:3, 3] = (tr.x, tr.y, tr.z)
     return T
@@ -45,10 +41,12 @@ def transform_to_matrix(t: TransformStamped) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Lookup:
-    """Result of one lookup: the matrix, or why there is none."""
+    """Result of one lookup: the matrix, or why there is none; for camera extrinsics, which kind it is."""
 
     matrix: Optional[np.ndarray]
     reason: str = ""
+    #: :meth:`TfSource.camera_extrinsic`: "time-corrected via <fixed frame>" or "static: <why not corrected>".
+    source: str = ""
 
 
 class TfSource:
@@ -90,6 +88,31 @@ class TfSource:
         with self._lock:
             self._cache[key] = (result.matrix, now)
         return result
+
+    def camera_extrinsic(self, camera_frame: str, lidar_frame: str, image_stamp: Time, cloud_stamp: Time,
+                         fixed_frame: str) -> Lookup:
+        """``T(camera at image_stamp <- lidar at cloud_stamp)`` through ``fixed_frame`` without waiting.
+
+        This includes the ego motion between the exposure and the cloud, as the nuScenes training's lidar2img
+        (through the global frame) did. Without a ``fixed_frame`` (time correction off) or either pose, it is the
+        cached static :meth:`extrinsic`; ``source`` says which, ``reason`` why there is none at all.
+        """
+        static = self.extrinsic(camera_frame, lidar_frame)
+        if static.matrix is None:
+            return static
+        if not fixed_frame:
+            return replace(static, source="static: time correction off (tf.time_correct_extrinsics false or "
+                                          "tf.fixed_frame empty)")
+        try:
+            t = self.buffer.lookup_transform_full(camera_frame, image_stamp, lidar_frame, cloud_stamp, fixed_frame,
+                                                  Duration())
+        except tf2_ros.TransformException as exc:
+            return replace(static, source=f"static: no pose in {fixed_frame} at the image and cloud stamps ({exc})")
+        return Lookup(transform_to_matrix(t), source=f"time-corrected via {fixed_frame}")
+
+    def close(self) -> None:
+        """Stop listening to /tf and /tf_static (lifecycle cleanup); the node keeps running."""
+        self.listener.unregister()
 
     def forget(self) -> None:
         """Drop the cached extrinsics and the buffered transforms (time jumped back)."""

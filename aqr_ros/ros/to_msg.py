@@ -16,6 +16,8 @@ from geometry_msgs.msg import TransformStamped
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from aqr_ros.pipeline.rotations import quaternion_from_matrix
+
 #: numpy scalar kind+size → PointField datatype.
 _POINTFIELD_DATATYPES = {
     "i1": PointField.INT8, "u1": PointField.UINT8, "i2": PointField.INT16, "u2": PointField.UINT16,
@@ -49,6 +51,16 @@ def stamp_from_seconds(seconds: float) -> Time:
 def seconds_from_stamp(stamp: Time) -> float:
     """Seconds since the epoch of a builtin_interfaces/Time."""
     return stamp.sec + stamp.nanosec * 1e-9
+
+
+def nanoseconds_from_stamp(stamp: Time) -> int:
+    """Exact integer nanoseconds of a builtin_interfaces/Time (stamps compared or used as keys)."""
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def stamp_from_nanoseconds(ns: int) -> Time:
+    """builtin_interfaces/Time of integer nanoseconds since the epoch."""
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 def _header(frame_id: str, stamp: Stamp) -> Header:
@@ -156,27 +168,6 @@ def camera_info_msg(K: np.ndarray, width: int, height: int, frame_id: str, stamp
     return CameraInfo(header=_header(frame_id, stamp), width=int(width), height=int(height),
                       distortion_model=distortion_model, d=D.tolist(), k=K.reshape(-1), r=R.reshape(-1),
                       p=P.reshape(-1))
-
-
-def quaternion_from_matrix(R: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w) with w >= 0 of a 3x3 rotation matrix (numerically stable branch choice)."""
-    R = np.asarray(R, dtype=np.float64)
-    trace = R[0, 0] + R[1, 1] + R[2, 2]
-    candidates = np.array([trace, R[0, 0], R[1, 1], R[2, 2]])
-    k = int(np.argmax(candidates))
-    if k == 0:
-        w = math.sqrt(1.0 + trace) / 2.0
-        q = np.array([(R[2, 1] - R[1, 2]), (R[0, 2] - R[2, 0]), (R[1, 0] - R[0, 1]), 0.0]) / (4.0 * w)
-        q[3] = w
-    else:
-        i, j, m = k - 1, k % 3, (k + 1) % 3
-        q = np.zeros(4)
-        q[i] = math.sqrt(max(1.0 + R[i, i] - R[j, j] - R[m, m], 0.0)) / 2.0
-        q[j] = (R[j, i] + R[i, j]) / (4.0 * q[i])
-        q[m] = (R[m, i] + R[i, m]) / (4.0 * q[i])
-        q[3] = (R[m, j] - R[j, m]) / (4.0 * q[i])
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0.0 else q
 
 
 def transform_stamped(T: np.ndarray, parent: str, child: str, stamp: Stamp) -> TransformStamped:

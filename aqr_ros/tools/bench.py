@@ -62,6 +62,7 @@ def _median_ms(fn: Callable[[], object], device: torch.device, iters: int, warmu
 
 
 def _peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory allocated (since the last reset) on a GPU, else this process's peak RSS, in MiB."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -79,8 +80,10 @@ def _devices(spec: str) -> list[torch.device]:
 
 
 def bench_model(cfg: ModelConfig, checkpoint: str | None, devices: Sequence[torch.device], precisions: Sequence[str],
-                iters: int, warmup: int) -> None:
-    """Per-stage and total forward times of the whole model on a synthetic-rig frame."""
+                iters: int, warmup: int) -> list[dict]:
+    """Per-stage and total forward times of the whole model on a synthetic-rig frame, printed and returned
+    (one record per device and precision run)."""
+    records = []
     rig = SyntheticRig(seed=0)
     torch.manual_seed(0)
     cpu_model = AqrCmt.from_checkpoint(checkpoint, config=cfg)
@@ -107,14 +110,19 @@ def bench_model(cfg: ModelConfig, checkpoint: str | None, devices: Sequence[torc
                 timer = StageTimer(device, synchronize=True)
                 run(timer)
                 stage_runs.append(timer.ms)
+            stages = {name: statistics.median(r[name] for r in stage_runs) for name in stage_runs[0]}
+            peak = _peak_memory_mb(device)
+            records.append({"device": device_name(device), "device_type": device.type, "precision": precision,
+                            "forward_ms": total, "stages_ms": stages, "peak_memory_mib": peak, "iters": iters})
             print(f"-- {precision}: forward {total:.1f} ms median of {iters} (no per-stage syncs); "
-                  f"peak memory {_peak_memory_mb(device):.0f} MiB")
-            for name in stage_runs[0]:
-                print(f"   {name:<22} {statistics.median(r[name] for r in stage_runs):9.2f} ms")
+                  f"peak memory {peak:.0f} MiB")
+            for name, ms in stages.items():
+                print(f"   {name:<22} {ms:9.2f} ms")
             if device.type == "cuda":
                 print(f"   ratio to the {GOAL_MODEL_MS:.0f} ms goal: {total / GOAL_MODEL_MS:.2f}; "
                       f"to the original {ORIGINAL_MODEL_MS:.0f} ms: {total / ORIGINAL_MODEL_MS:.2f}")
     cpu_model.to("cpu")
+    return records
 
 
 def _aqr_inputs(cfg: ModelConfig, queries: int, device: torch.device):
@@ -131,8 +139,10 @@ def _aqr_inputs(cfg: ModelConfig, queries: int, device: torch.device):
 
 
 def bench_aqr(cfg: ModelConfig, devices: Sequence[torch.device], query_counts: Sequence[int], iters: int,
-              warmup: int) -> None:
-    """AQR alone (projection + generator + renderer + modulator) and its attention, gathered vs dense mask."""
+              warmup: int) -> list[dict]:
+    """AQR alone (projection + generator + renderer + modulator) and its attention, gathered vs dense mask;
+    printed and returned (one record per device and query count)."""
+    records = []
     torch.manual_seed(0)
     head = AqrCmt(cfg).pts_bbox_head
     views, (feat_h, feat_w) = cfg.image.num_views, cfg.image.feature_shape
@@ -180,6 +190,10 @@ def bench_aqr(cfg: ModelConfig, devices: Sequence[torch.device], query_counts: S
             t_dense = _median_ms(dense, device, iters, warmup)
             dense_mb = mask.numel() * mask.element_size() / 2**20
             scores_mb = mask.numel() * 4 / 2**20
+            records.append({"device": device_name(device), "device_type": device.type, "queries": queries,
+                            "aqr_total_ms": t_full, "renderer_ms": t_render, "gathered_attention_ms": t_gathered,
+                            "dense_attention_ms": t_dense, "keys_per_query": index.shape[-1],
+                            "dense_mask_mib": dense_mb, "dense_scores_mib": scores_mb, "iters": iters})
             print(f"-- {queries} queries: AQR total {t_full:.2f} ms (renderer alone {t_render:.2f} ms)")
             print(f"   local attention: gathered {t_gathered:.2f} ms over {index.shape[-1]} keys/query vs dense mask "
                   f"{t_dense:.2f} ms (x{t_dense / t_gathered:.1f}); dense mask {dense_mb:.0f} MiB + fp32 scores "
@@ -187,6 +201,7 @@ def bench_aqr(cfg: ModelConfig, devices: Sequence[torch.device], query_counts: S
             if device.type == "cuda":
                 print(f"   ratio to the {GOAL_AQR_MS:.0f} ms AQR goal: {t_full / GOAL_AQR_MS:.2f}")
         head.to("cpu")
+    return records
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,12 +20,15 @@ import numpy as np
 import torch
 
 from aqr_ros.model import load_config
+from aqr_ros.ros.to_msg import seconds_from_stamp
 from aqr_ros.tools.processes import NODE, child_env, node_arguments, spawn, stop
 from aqr_ros.tools.synthetic_rig import LIDAR_PERIOD
 
 #: Goal of issue 4: ROS-side work per frame on CPU (ms), and as a fraction of the model time on a GPU.
 GOAL_ROS_SIDE_CPU_MS = 10.0
 GOAL_ROS_SIDE_GPU_FRACTION = 0.10
+#: Goal of issue 8: frame time under an input flood / idle frame time.
+GOAL_FLOOD_RATIO = 1.5
 #: Stages that are not ROS-side work: the forward pass and its sub-stages, and the queueing wait.
 _NON_ROS_STAGES = ("model", "wait")
 
@@ -45,6 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     parser.add_argument("--out", type=Path, default=Path("out/bench_node"), help="folder for the child logs")
     parser.add_argument("--domain-id", type=int, default=43)
+    parser.add_argument("--flood", action="store_true",
+                        help="compare the frame time at an idle rate with the frame time under an input flood "
+                             "(--flood-cloud-hz clouds, --flood-camera-hz images per camera)")
+    parser.add_argument("--flood-cloud-hz", type=float, default=50.0)
+    parser.add_argument("--flood-camera-hz", type=float, default=60.0)
+    parser.add_argument("--flood-image-scale", type=float, default=1.0,
+                        help="image size of --flood relative to the rig's 1600x900")
+    parser.add_argument("--idle-hz", type=float, default=0.5, help="rate of the idle phase of --flood")
+    parser.add_argument("--threads", type=int, default=0, help="the node's model.threads (0 = its default)")
     args = parser.parse_args(argv)
 
     import rclpy
@@ -59,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  "model.precision": args.precision, "diag.period": 0.05}
     if args.checkpoint:
         params["model.checkpoint"] = args.checkpoint
+    if args.threads:
+        params["model.threads"] = args.threads
+    if args.flood:
+        return run_flood(args, params, views, env, tf_note)
     rate = args.hz * LIDAR_PERIOD
     frames = max(1, int(args.duration * args.hz))
     print(f"node benchmark: {args.config} on '{args.device}' ({args.precision}), rig at {args.hz:g} Hz for "
@@ -71,8 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counters: dict[str, str] = {}
 
     def on_detections(msg: Detection3DArray) -> None:
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        latencies.append((time.time() - stamp) * 1e3)
+        latencies.append((time.time() - seconds_from_stamp(msg.header.stamp)) * 1e3)
 
     def on_diagnostics(msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -136,4 +151,81 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{ros_ms / model_ms / GOAL_ROS_SIDE_GPU_FRACTION:.2f} of the budget")
     else:
         print(f"   goal on CPU: <= {GOAL_ROS_SIDE_CPU_MS:.0f} ms -> {ros_ms / GOAL_ROS_SIDE_CPU_MS:.2f} of the budget")
+    return 0
+
+
+def run_flood(args: argparse.Namespace, params: dict[str, object], views: int, env: dict[str, str],
+              tf_note: str) -> int:
+    """Frame time (processing, and the model alone) at ``--idle-hz`` and under the flood; prints the ratio."""
+    import threading
+
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.executors import SingleThreadedExecutor
+    from vision_msgs.msg import Detection3DArray
+
+    from aqr_ros.tools.flood import FloodPublisher
+
+    print(f"flood benchmark: {args.config} on '{args.device}', idle phase at {args.idle_hz:g} Hz, then clouds at "
+          f"{args.flood_cloud_hz:g} Hz and 6 cameras at {args.flood_camera_hz:g} Hz for {args.duration:g} s; "
+          f"{tf_note}")
+    rclpy.init(domain_id=args.domain_id)
+    listener = rclpy.create_node("aqr_bench_node")
+    flood = FloodPublisher(listener.context, image_scale=args.flood_image_scale)
+    phase = ["start"]
+    samples: dict[str, list[tuple[float, float]]] = {"idle": [], "flood": []}
+    received: dict[str, dict[str, str]] = {}
+    last_published = [0]
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.hardware_id != NODE:
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            published = int(values.get("frames published", "0"))
+            if published > last_published[0] and "processing_time_ms" in values and phase[0] in samples:
+                samples[phase[0]].append((float(values["processing_time_ms"]), float(values.get("stage model ms", 0))))
+                received[phase[0]] = {k: v for k, v in values.items() if k.startswith("rate ")}
+            last_published[0] = published
+
+    listener.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 50)
+    executor = SingleThreadedExecutor()
+    executor.add_node(listener)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    node_proc = spawn(node_arguments(params, views), env, args.out / "aqr_node.log")
+    try:
+        spinner.start()
+        while listener.count_publishers(f"{NODE}/output/detections") == 0:
+            time.sleep(0.2)
+            if node_proc.poll() is not None:
+                print(f"aqr_node exited with code {node_proc.returncode}; see {args.out / 'aqr_node.log'}")
+                return 1
+        for name, hz, seconds in (("warm-up", args.idle_hz, 2.0 / args.idle_hz),
+                                  ("idle", args.idle_hz, max(args.duration, 8.0 / args.idle_hz)),
+                                  ("settle", args.idle_hz, 2.0 / args.idle_hz)):
+            phase[0] = name
+            flood.run(hz, hz, seconds)
+        phase[0] = "flood"
+        sent_before = dict(flood.sent)
+        flood.run(args.flood_cloud_hz, args.flood_camera_hz, args.duration)
+        sent = {k: (flood.sent[k] - sent_before[k]) / args.duration for k in sent_before}
+        phase[0] = "done"
+        time.sleep(2.0)
+    finally:
+        stop(node_proc)
+        executor.shutdown(timeout_sec=2.0)
+        listener.destroy_node()
+        rclpy.try_shutdown()
+    print(f"sent during the flood: clouds {sent['cloud']:.1f} Hz, images {sent['images'] / 6:.1f} Hz per camera")
+    print("received by the node (its diagnostics): " + ", ".join(
+        f"{k[5:-3]} {v} Hz" for k, v in received.get("flood", {}).items()))
+    if not samples["idle"] or not samples["flood"]:
+        print(f"too few frames: {len(samples['idle'])} idle, {len(samples['flood'])} under the flood; "
+              "lengthen --duration or lower --idle-hz")
+        return 1
+    for i, what in enumerate(("processing (convert + preprocess + model + publish)", "model forward")):
+        idle = statistics.median(s[i] for s in samples["idle"])
+        flooded = statistics.median(s[i] for s in samples["flood"])
+        print(f"{what}: idle {idle:.0f} ms (median of {len(samples['idle'])}), under the flood {flooded:.0f} ms "
+              f"(median of {len(samples['flood'])}): ratio {flooded / idle:.2f} (goal <= {GOAL_FLOOD_RATIO})")
     return 0

@@ -30,9 +30,10 @@ from visualization_msgs.msg import MarkerArray
 
 from aqr_ros.model import ConfigError, ModelConfig, load_config
 from aqr_ros.model.checkpoint import CheckpointError, bind_config, read_carried_config
-from aqr_ros.model.config import models_dir
+from aqr_ros.pipeline.rotations import yaw_from_quaternion
+from aqr_ros.resources import share_dir
 from aqr_ros.ros.markers import MIN_ARROW_SPEED
-from aqr_ros.ros.to_msg import QUERY_WEIGHTS_DTYPE
+from aqr_ros.ros.to_msg import QUERY_WEIGHTS_DTYPE, nanoseconds_from_stamp
 from aqr_ros.tools.processes import NODE, child_env, log_problems, node_arguments, shipped_parameter, spawn, stop
 from aqr_ros.tools.rig_scenes import SCENE_KINDS, make_scene
 from aqr_ros.tools.synthetic_rig import LIDAR_FRAME, LIDAR_PERIOD, SyntheticRig
@@ -107,14 +108,6 @@ def picture_names(views: int) -> tuple[str, ...]:
     return ("bev", *(f"camera{i}" for i in range(views)))
 
 
-def _stamp_ns(stamp: Any) -> int:
-    return stamp.sec * SEC + stamp.nanosec
-
-
-def _yaw(q: Any) -> float:
-    return float(np.arctan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)))
-
-
 def _rounded(values: Sequence[float], digits: int = 3) -> list[float]:
     return [round(float(v), digits) for v in values]
 
@@ -122,10 +115,11 @@ def _rounded(values: Sequence[float], digits: int = 3) -> list[float]:
 def _detection(det: Any) -> dict[str, Any]:
     """One Detection3D as JSON fields (the weights, velocity and ground truth are joined later)."""
     c, s = det.bbox.center, det.bbox.size
+    q = c.orientation
     hyp = det.results[0].hypothesis
     return {"class": hyp.class_id, "score": round(float(hyp.score), 4), "query_index": int(det.id),
             "center": _rounded((c.position.x, c.position.y, c.position.z)), "size_lwh": _rounded((s.x, s.y, s.z)),
-            "yaw": round(_yaw(c.orientation), 4)}
+            "yaw": round(float(yaw_from_quaternion((q.x, q.y, q.z, q.w))), 4)}
 
 
 def _rgb(msg: Any) -> np.ndarray:
@@ -160,7 +154,7 @@ class DemoListener:
                                      lambda m, i=i: self._on_camera(i, m), 10)
 
     def _on_detections(self, msg: Any) -> None:
-        stamp = _stamp_ns(msg.header.stamp)
+        stamp = nanoseconds_from_stamp(msg.header.stamp)
         self.frames[stamp] = FrameRecord(stamp, msg.header.frame_id, time.monotonic(),
                                          [_detection(d) for d in msg.detections])
         self.order.append(stamp)
@@ -173,7 +167,7 @@ class DemoListener:
             self.frames[self.order[len(self.processing_ms) - 1]].processing_ms = float(msg.data)
 
     def _on_markers(self, msg: Any) -> None:
-        rec = self.frames.get(_stamp_ns(msg.markers[0].header.stamp)) if msg.markers else None
+        rec = self.frames.get(nanoseconds_from_stamp(msg.markers[0].header.stamp)) if msg.markers else None
         if rec is None:
             return
         rec.velocities = {m.id: _rounded((m.points[1].x - m.points[0].x, m.points[1].y - m.points[0].y,
@@ -181,17 +175,17 @@ class DemoListener:
                           for m in msg.markers if m.ns == "velocity"}
 
     def _on_weights(self, msg: Any) -> None:
-        rec = self.frames.get(_stamp_ns(msg.header.stamp))
+        rec = self.frames.get(nanoseconds_from_stamp(msg.header.stamp))
         if rec is not None and msg.point_step == QUERY_WEIGHTS_DTYPE.itemsize:
             rec.weights = np.frombuffer(bytes(msg.data), dtype=QUERY_WEIGHTS_DTYPE)
 
     def _on_bev(self, msg: Any) -> None:
-        rec = self.frames.get(_stamp_ns(msg.header.stamp))
+        rec = self.frames.get(nanoseconds_from_stamp(msg.header.stamp))
         if rec is not None and msg.encoding == "rgb8":
             rec.pictures["bev"] = _rgb(msg)
 
     def _on_camera(self, camera: int, msg: Any) -> None:
-        stamp = _stamp_ns(msg.header.stamp)
+        stamp = nanoseconds_from_stamp(msg.header.stamp)
         rec = self.frames[self.order[-1]] if self.order else None
         name = f"camera{camera}"
         if (rec is None or msg.encoding != "rgb8" or name in rec.pictures
@@ -288,7 +282,7 @@ def print_frame(index: int, rec: FrameRecord, result: FrameResult, top: int) -> 
 
 def shipped_checkpoint(config: ModelConfig) -> Path:
     """The trained weights shipped for ``config``: ``models/weights/<name>.safetensors`` (source tree or share)."""
-    return models_dir() / "weights" / f"{config.name}.safetensors"
+    return share_dir() / "models" / "weights" / f"{config.name}.safetensors"
 
 
 def resolve_checkpoint(args: argparse.Namespace, config: ModelConfig) -> str:

@@ -16,41 +16,50 @@ from pathlib import Path
 
 import yaml
 
+from aqr_ros.resources import IMPORT_ROOT, share_path, source_root
 from aqr_ros.tools.synthetic_rig import CAMERA_NAMES
 
-REPO = Path(__file__).resolve().parents[2]
-#: The parameter file the node is started with.
-PARAMS_FILE = REPO / "config" / "aqr.yaml"
 #: Fully qualified name of the node started by :func:`node_arguments`.
 NODE = "/aqr_node"
 
 
 def child_env(domain_id: int | None) -> tuple[dict[str, str], str]:
-    """Environment for the children: loopback DDS, the large-message profile, and a tf2_ros.
+    """Environment for the children: loopback DDS, the large-message profile, this process's aqr_ros, a tf2_ros.
 
     ``domain_id`` None keeps this process's ``ROS_DOMAIN_ID`` (or ROS's default when unset). Where no ROS 2
-    install provides tf2_ros (the PyPI ROS wheels have none), the node gets the test double from
-    ``test/doubles``; the returned note says which one is used.
+    install provides tf2_ros (the PyPI ROS wheels have none), the node gets the test double from the source
+    checkout's ``test/doubles`` (an install has none: the node then fails naming tf2_ros); the returned note
+    says which one is used.
     """
     env = dict(os.environ)
     if domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(domain_id)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_data.xml"))
-    paths = [str(REPO)]
+    if "FASTDDS_DEFAULT_PROFILES_FILE" not in env:
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(share_path("config", "fastdds_large_data.xml"))
+    paths = [str(IMPORT_ROOT)]
     note = "tf2_ros from the ROS 2 install"
     if importlib.util.find_spec("tf2_ros") is None:
-        paths.append(str(REPO / "test" / "doubles"))
-        note = "tf2_ros TEST DOUBLE from test/doubles (no ROS 2 install provides tf2_ros here)"
+        checkout = source_root()
+        if checkout is None:
+            note = "NO tf2_ros: no ROS 2 install provides it and an installed aqr_ros has no test double"
+        else:
+            paths.append(str(checkout / "test" / "doubles"))
+            note = "tf2_ros TEST DOUBLE from test/doubles (no ROS 2 install provides tf2_ros here)"
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     return env, note
 
 
+def params_file() -> Path:
+    """The shipped parameter file the node is started with (``config/aqr.yaml``)."""
+    return share_path("config", "aqr.yaml")
+
+
 def shipped_parameter(name: str) -> object:
-    """Value of the dotted parameter ``name`` (e.g. ``sync.max_camera_lidar_delay``) in :data:`PARAMS_FILE`."""
-    value = yaml.safe_load(PARAMS_FILE.read_text())["/**"]["ros__parameters"]
+    """Value of the dotted parameter ``name`` (e.g. ``sync.max_camera_lidar_delay``) in :func:`params_file`."""
+    value = yaml.safe_load(params_file().read_text())["/**"]["ros__parameters"]
     for key in name.split("."):
         value = value[key]
     return value
@@ -59,7 +68,7 @@ def shipped_parameter(name: str) -> object:
 def node_arguments(params: Mapping[str, object], num_views: int) -> list[str]:
     """``python`` arguments starting aqr_node with the shipped parameters, ``params`` overrides, and its
     inputs remapped onto the rig publisher's topics."""
-    args = ["-m", "aqr_ros.ros.node", "--ros-args", "--params-file", str(PARAMS_FILE)]
+    args = ["-m", "aqr_ros.ros.node", "--ros-args", "--params-file", str(params_file())]
     for name, value in params.items():
         args += ["-p", f"{name}:={value}"]
     args += ["-r", "~/input/pointcloud:=/lidar_top/points"]

@@ -277,6 +277,11 @@ class Rig:
         axes = np.stack([(T_lidar_base[:3, :3] @ cam.T_base_cam[:3, :3])[:, 2] for cam in self.cameras])
         return np.array([self.lidar.crossing_time(math.atan2(a[1], a[0])) for a in axes])
 
+    def nearest_exposure(self, i: int, t: float) -> float:
+        """Time of camera ``i``'s exposure nearest to ``t`` (``camera_offsets()[i] + n / 12``, n >= 0)."""
+        offset = float(self.camera_offsets()[i])
+        return offset + max(0, round((t - offset) / CAMERA_PERIOD)) * CAMERA_PERIOD
+
 
 @dataclass(frozen=True)
 class SceneObject:
@@ -517,6 +522,12 @@ class SyntheticRig:
         centre, R, half, vel = self.scene.box_states(t)
         Rf = T_frame_odom[:3, :3]
         return centre @ Rf.T + T_frame_odom[:3, 3], Rf @ R, half, vel @ Rf.T
+
+    def box_corners(self, t: float, T_frame_odom: np.ndarray) -> np.ndarray:
+        """[M, 8, 3] corners of every object's box at ``t`` in the frame ``T_frame_odom`` maps odom points into
+        (e.g. a camera's optical frame at its exposure: where the renderer paints the object)."""
+        centre, R, half, _ = self._boxes_in(T_frame_odom, t)
+        return centre[:, None, :] + np.einsum("mij,mkj->mki", R, _CORNER_SIGNS[None] * half[:, None, :])
 
     def ground_truth_boxes(self, t: float) -> tuple[np.ndarray, tuple[str, ...]]:
         """[M, 9] boxes x, y, z_bottom, dx, dy, dz, yaw, vx, vy in lidar_top at ``t`` (absolute velocity), names.

@@ -4,8 +4,9 @@
 ``sys.path`` (after everything else, so a real install wins). It is not tf2: it supports only what the
 node calls, namely ``Buffer(cache_time=...)``, ``Buffer.lookup_transform`` / ``can_transform`` with a
 zero timeout (``Time()`` = latest common time, otherwise linear/slerp interpolation inside the cached
-interval), chaining through the frame tree, ``TransformListener(buffer, node)`` subscribing ``/tf`` and
-``/tf_static`` (tf2_msgs/TFMessage), and the tf2 exception types.
+interval), chaining through the frame tree, the two-time ``lookup_transform_full`` through a fixed frame,
+``TransformListener(buffer, node)`` subscribing ``/tf`` and ``/tf_static`` (tf2_msgs/TFMessage) and its
+``unregister``, and the tf2 exception types.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from tf2_msgs.msg import TFMessage
+
+from aqr_ros.pipeline.rotations import matrix_from_quaternion, quaternion_from_matrix
 
 __all__ = [
     "Buffer", "ConnectivityException", "ExtrapolationException", "LookupException", "TransformException",
@@ -44,27 +47,6 @@ class ExtrapolationException(TransformException):
     """The requested time is outside the cached interval."""
 
 
-def _quat_to_matrix(q: np.ndarray) -> np.ndarray:
-    x, y, z, w = q
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])
-
-
-def _matrix_to_quat(R: np.ndarray) -> np.ndarray:
-    w = np.sqrt(max(0.0, 1.0 + R[0, 0] + R[1, 1] + R[2, 2])) / 2.0
-    x = np.sqrt(max(0.0, 1.0 + R[0, 0] - R[1, 1] - R[2, 2])) / 2.0
-    y = np.sqrt(max(0.0, 1.0 - R[0, 0] + R[1, 1] - R[2, 2])) / 2.0
-    z = np.sqrt(max(0.0, 1.0 - R[0, 0] - R[1, 1] + R[2, 2])) / 2.0
-    x = np.copysign(x, R[2, 1] - R[1, 2])
-    y = np.copysign(y, R[0, 2] - R[2, 0])
-    z = np.copysign(z, R[1, 0] - R[0, 1])
-    q = np.array([x, y, z, w])
-    return q / np.linalg.norm(q)
-
-
 def _slerp(q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:
     dot = float(np.dot(q0, q1))
     if dot < 0.0:
@@ -74,6 +56,24 @@ def _slerp(q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:
         return q / np.linalg.norm(q)
     theta = np.arccos(dot)
     return (np.sin((1 - a) * theta) * q0 + np.sin(a * theta) * q1) / np.sin(theta)
+
+
+def _stamp_ns(time: Any) -> int:
+    """Nanoseconds of an rclpy Time or a builtin_interfaces/Time message."""
+    return time.nanoseconds if isinstance(time, Time) else Time.from_msg(time).nanoseconds
+
+
+def _transform_msg(T: np.ndarray, target_frame: str, source_frame: str, stamp_ns: int) -> TransformStamped:
+    """TransformStamped of the 4x4 ``T`` (target <- source) stamped ``stamp_ns``."""
+    out = TransformStamped()
+    out.header.frame_id = target_frame
+    out.header.stamp = Time(nanoseconds=stamp_ns).to_msg()
+    out.child_frame_id = source_frame
+    out.transform.translation.x, out.transform.translation.y, out.transform.translation.z = T[:3, 3].tolist()
+    qx, qy, qz, qw = quaternion_from_matrix(T[:3, :3]).tolist()
+    out.transform.rotation.x, out.transform.rotation.y = qx, qy
+    out.transform.rotation.z, out.transform.rotation.w = qz, qw
+    return out
 
 
 class Buffer:
@@ -151,7 +151,7 @@ class Buffer:
                 a = (stamp_ns - t0) / (t1 - t0)
                 tr, q = tr0 + a * (tr1 - tr0), _slerp(q0, q1, a)
         T = np.eye(4)
-        T[:3, :3] = _quat_to_matrix(q / np.linalg.norm(q))
+        T[:3, :3] = matrix_from_quaternion(q)
         T[:3, 3] = tr
         return T
 
@@ -184,17 +184,17 @@ class Buffer:
     def lookup_transform(self, target_frame: str, source_frame: str, time: Time,
                          timeout: Optional[Duration] = None) -> TransformStamped:
         """``target_frame`` <- ``source_frame`` at ``time`` (``Time()`` = latest); raises a TransformException."""
-        stamp_ns = time.nanoseconds if isinstance(time, Time) else Time.from_msg(time).nanoseconds
-        T, when = self._matrix(target_frame, source_frame, stamp_ns)
-        out = TransformStamped()
-        out.header.frame_id = target_frame
-        out.header.stamp = Time(nanoseconds=when).to_msg()
-        out.child_frame_id = source_frame
-        out.transform.translation.x, out.transform.translation.y, out.transform.translation.z = T[:3, 3].tolist()
-        qx, qy, qz, qw = _matrix_to_quat(T[:3, :3]).tolist()
-        out.transform.rotation.x, out.transform.rotation.y = qx, qy
-        out.transform.rotation.z, out.transform.rotation.w = qz, qw
-        return out
+        T, when = self._matrix(target_frame, source_frame, _stamp_ns(time))
+        return _transform_msg(T, target_frame, source_frame, when)
+
+    def lookup_transform_full(self, target_frame: str, target_time: Time, source_frame: str, source_time: Time,
+                              fixed_frame: str, timeout: Optional[Duration] = None) -> TransformStamped:
+        """``target_frame`` at ``target_time`` <- ``source_frame`` at ``source_time`` through ``fixed_frame``, the
+        frame taken as not moving: ``T_target_fixed(target_time) @ T_fixed_source(source_time)``, stamped with the
+        target time as tf2 does; ``Time()`` = latest; raises a TransformException."""
+        T_fixed_source, _ = self._matrix(fixed_frame, source_frame, _stamp_ns(source_time))
+        T_target_fixed, when = self._matrix(target_frame, fixed_frame, _stamp_ns(target_time))
+        return _transform_msg(T_target_fixed @ T_fixed_source, target_frame, source_frame, when)
 
     def can_transform(self, target_frame: str, source_frame: str, time: Time,
                       timeout: Optional[Duration] = None) -> bool:
@@ -212,6 +212,7 @@ class TransformListener:
     def __init__(self, buffer: Buffer, node: Node, *, spin_thread: bool = False, qos: Any = None,
                  static_qos: Any = None, callback_group: Any = None) -> None:
         self.buffer = buffer
+        self._node = node
         dynamic = qos or QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST)
         static = static_qos or QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST,
                                           durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -221,6 +222,12 @@ class TransformListener:
             node.create_subscription(TFMessage, "/tf_static", self._on_static, static,
                                      callback_group=callback_group),
         ]
+
+    def unregister(self) -> None:
+        """Destroy the /tf and /tf_static subscriptions (as tf2_ros' listener does)."""
+        for sub in self._subs:
+            self._node.destroy_subscription(sub)
+        self._subs = []
 
     def _on_tf(self, msg: TFMessage) -> None:
         for t in msg.transforms:
