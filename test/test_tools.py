@@ -77,3 +77,14 @@ def test_aqr_benchmark_compares_gathered_and_dense(capsys):
     text = capsys.readouterr().out
     assert "-- 100 queries: AQR total" in text and "-- 180 queries" in text
     assert "gathered" in text and "dense mask" in text
+
+
+@pytest.mark.ros
+def test_dds_benchmark_counts_large_messages_between_two_processes(spawn_python, ros_env):
+    proc = spawn_python(["-m", "aqr_ros.tools.bench", "dds", "--sizes-mb", "6", "--count", "3", "--hz", "5",
+                         "--domain-id", "73"], env=ros_env)
+    text, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, text
+    assert "config/fastdds_large_data.xml" in text
+    rows = [line.split() for line in text.splitlines() if line.strip().startswith("6.0")]
+    assert rows == [["6.0", "3", "of", "3", "3", "of", "3"]], text  # a 6 MB cloud and image, each delivered

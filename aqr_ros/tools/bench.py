@@ -211,6 +211,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from aqr_ros.tools.bench_node import main as node_main
 
         return node_main(argv[1:])
+    if argv[:1] == ["dds"]:
+        from aqr_ros.tools.bench_dds import main as dds_main
+
+        return dds_main(argv[1:])
     parser = argparse.ArgumentParser(prog="aqr_bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     default_devices = "cpu,cuda" if torch.cuda.is_available() else "cpu"
@@ -225,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.choices["model"].add_argument("--precisions", default="fp32,fp16")
     sub.choices["aqr"].add_argument("--queries", default="900,1730")
     sub.add_parser("node", help="the node end to end (options: aqr_bench node --help)")
+    sub.add_parser("dds", help="large-message delivery over DDS (options: aqr_bench dds --help)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
