@@ -4,8 +4,8 @@
 # Creates or updates a virtual environment with a real ROS 2 Kilted core from the PyPI wheels
 # (rclpy with Fast DDS, message packages, colcon, the rosidl toolchain), torch and the Python
 # tools; makes that environment an ament/colcon underlay; and builds the test-only interface
-# packages under test/interfaces (vision_msgs, tf2_msgs) into it. Idempotent: a second run only
-# checks stamps and changes nothing.
+# packages under test/interfaces (vision_msgs, tf2_msgs, autoware_perception_msgs) into it.
+# Idempotent: a second run only checks stamps and changes nothing.
 #
 # Usage: scripts/setup.sh [--cuda]
 #   --cuda   install a CUDA build of torch 2.13.0 from PyPI instead of the local CPU wheel
@@ -184,7 +184,7 @@ if [ -f "$IFACE_STAMP" ] && [ "$(cat "$IFACE_STAMP")" = "$iface_hash" ] \
    && [ -f "$IFACE_WS/install/local_setup.bash" ]; then
   log "test interfaces up to date"
 else
-  log "building test interfaces (vision_msgs, tf2_msgs) into $IFACE_WS/install"
+  log "building test interfaces (vision_msgs, tf2_msgs, autoware_perception_msgs) into $IFACE_WS/install"
   rm -rf "$IFACE_WS"
   mkdir -p "$IFACE_WS"
   if ! (
@@ -193,7 +193,7 @@ else
     . "$VENV/bin/activate" && . "$VENV/local_setup.bash"
     cd "$IFACE_WS"
     colcon --log-base "$IFACE_WS/log" build \
-      --paths "$IFACE_SRC/vision_msgs" "$IFACE_SRC/tf2_msgs" \
+      --paths "$IFACE_SRC/vision_msgs" "$IFACE_SRC/tf2_msgs" "$IFACE_SRC/autoware_perception_msgs" \
       --build-base "$IFACE_WS/build" --install-base "$IFACE_WS/install" --merge-install \
       --cmake-args -DPython3_EXECUTABLE="$VPY" -DBUILD_TESTING=OFF
   ); then
@@ -215,6 +215,8 @@ import rclpy, torch, numpy, scipy, cv2, yaml, safetensors, rosbags  # noqa: F401
 from sensor_msgs.msg import Image, PointCloud2  # noqa: F401
 from vision_msgs.msg import Detection3DArray, LabelInfo  # noqa: F401
 from tf2_msgs.msg import TFMessage  # noqa: F401
-print(f"setup.sh: environment ready (torch {torch.__version__}, rclpy, vision_msgs, tf2_msgs)")
+from autoware_perception_msgs.msg import DetectedObjects  # noqa: F401
+print(f"setup.sh: environment ready (torch {torch.__version__}, rclpy, vision_msgs, tf2_msgs, "
+      "autoware_perception_msgs)")
 EOF
 ) || fail "the environment does not import rclpy, torch and the test interfaces"

@@ -1,9 +1,10 @@
-"""The test-only vision_msgs and tf2_msgs carry upstream Kilted's RIHS01 type hashes and serialize.
+"""The test-only vision_msgs, tf2_msgs and autoware_perception_msgs carry upstream RIHS01 type hashes and serialize.
 
 Equal RIHS01 hashes mean our locally generated interfaces interoperate with real ROS 2 Kilted
-graphs and bags. rosbags' Kilted typestore knows tf2_msgs but not vision_msgs, so vision_msgs is
-registered into it from the upstream (4.1.x, ros2 branch) field lists below, which makes rosbags
-hash every dependency (Header, Pose, PoseWithCovariance, ...) from its own Kilted definitions.
+graphs and bags. rosbags' Kilted typestore knows tf2_msgs but not vision_msgs or Autoware's messages, so
+those are registered into it from the upstream field lists below (vision_msgs 4.1.x, ros2 branch;
+autoware_msgs' autoware_perception_msgs), which makes rosbags hash every dependency (Header, Pose,
+PoseWithCovariance, ...) from its own Kilted definitions.
 """
 
 from __future__ import annotations
@@ -45,14 +46,38 @@ UPSTREAM_VISION_MSGS: dict[str, list[tuple[str, str]]] = {
 }
 
 
+# Upstream autoware_perception_msgs field lists of DetectedObjects and its parts (constants do not enter the hash).
+UPSTREAM_AUTOWARE_MSGS: dict[str, list[tuple[str, str]]] = {
+    "ObjectClassification": [("uint8", "label"), ("float32", "probability")],
+    "Shape": [("uint8", "type"), ("geometry_msgs/Polygon", "footprint"), ("geometry_msgs/Vector3", "dimensions")],
+    "DetectedObjectKinematics": [
+        ("geometry_msgs/PoseWithCovariance", "pose_with_covariance"),
+        ("bool", "has_position_covariance"),
+        ("uint8", "orientation_availability"),
+        ("geometry_msgs/TwistWithCovariance", "twist_with_covariance"),
+        ("bool", "has_twist"),
+        ("bool", "has_twist_covariance"),
+    ],
+    "DetectedObject": [
+        ("float32", "existence_probability"),
+        ("autoware_perception_msgs/ObjectClassification[]", "classification"),
+        ("autoware_perception_msgs/DetectedObjectKinematics", "kinematics"),
+        ("autoware_perception_msgs/Shape", "shape"),
+    ],
+    "DetectedObjects": [("std_msgs/Header", "header"), ("autoware_perception_msgs/DetectedObject[]", "objects")],
+}
+UPSTREAM = {"vision_msgs": UPSTREAM_VISION_MSGS, "autoware_perception_msgs": UPSTREAM_AUTOWARE_MSGS}
+
+
 def _kilted_typestore():
-    """rosbags' Kilted typestore extended with the upstream vision_msgs definitions."""
+    """rosbags' Kilted typestore extended with the upstream vision_msgs and Autoware definitions."""
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
     store = get_typestore(Stores.ROS2_KILTED)
-    for name, fields in UPSTREAM_VISION_MSGS.items():
-        text = "\n".join(f"{typ} {field}" for typ, field in fields)
-        store.register(get_types_from_msg(text, f"vision_msgs/msg/{name}"))
+    for package, messages in UPSTREAM.items():
+        for name, fields in messages.items():
+            text = "\n".join(f"{typ} {field}" for typ, field in fields)
+            store.register(get_types_from_msg(text, f"{package}/msg/{name}"))
     return store
 
 
@@ -81,7 +106,8 @@ def _generated_hash(type_name: str) -> str:
 def test_every_written_message_is_checked():
     """The hash test below covers exactly the messages written under test/interfaces."""
     expected = sorted(
-        [f"vision_msgs/msg/{name}" for name in UPSTREAM_VISION_MSGS] + ["tf2_msgs/msg/TFMessage"]
+        [f"{package}/msg/{name}" for package, messages in UPSTREAM.items() for name in messages]
+        + ["tf2_msgs/msg/TFMessage"]
     )
     assert _written_messages() == expected
 

@@ -8,7 +8,12 @@ from visualization_msgs.msg import Marker
 
 from aqr_ros.pipeline.boxes import to_ros_boxes
 from aqr_ros.pipeline.frame import FrameDetections
-from aqr_ros.ros.markers import CLASS_COLOURS, box_corners, build_markers, label_text
+from aqr_ros.pipeline.weight_maps import CLASS_RGB
+from aqr_ros.ros.markers import box_corners, build_markers, label_text
+
+def rgb01(name):
+    return tuple(c / 255.0 for c in CLASS_RGB[name])
+
 
 NAMES = ("car", "truck", "construction_vehicle", "bus", "trailer", "barrier", "motorcycle", "bicycle",
          "pedestrian", "traffic_cone")
@@ -47,16 +52,17 @@ def test_markers_per_detection_with_fixed_colours_and_labels():
         assert m.action == Marker.ADD and m.lifetime.nanosec == 250_000_000
         by_ns.setdefault(m.ns, []).append(m)
     assert sorted(by_ns) == ["boxes", "edges", "heading", "labels", "velocity"]
-    assert [m.id for m in by_ns["boxes"]] == [0, 1]
+    assert [m.id for m in by_ns["boxes"]] == [0, 10]  # the decoder query indices
+    assert [m.id for m in by_ns["labels"]] == [0, 10]
     assert [m.id for m in by_ns["velocity"]] == [0]  # the pedestrian does not move
     car = by_ns["boxes"][0]
     assert car.type == Marker.CUBE
-    assert (car.color.r, car.color.g, car.color.b) == pytest.approx(CLASS_COLOURS["car"])
+    assert (car.color.r, car.color.g, car.color.b) == pytest.approx(rgb01("car"))
     assert car.color.a == pytest.approx(0.4)
     assert (car.pose.position.x, car.pose.position.y, car.pose.position.z) == pytest.approx((10.0, 0.0, -0.25))
     assert (car.scale.x, car.scale.y, car.scale.z) == pytest.approx((4.0, 2.0, 1.5))
     ped = by_ns["boxes"][1]
-    assert (ped.color.r, ped.color.g, ped.color.b) == pytest.approx(CLASS_COLOURS["pedestrian"])
+    assert (ped.color.r, ped.color.g, ped.color.b) == pytest.approx(rgb01("pedestrian"))
     assert by_ns["labels"][0].type == Marker.TEXT_VIEW_FACING
     assert by_ns["labels"][0].text == "car 0.83 L:0.71 C:0.55"
     assert by_ns["labels"][0].pose.position.z > car.pose.position.z + 0.75
@@ -65,11 +71,13 @@ def test_markers_per_detection_with_fixed_colours_and_labels():
     xs = [p.x for p in edges.points[:24]]  # the car's 12 edges come first
     assert min(xs) == pytest.approx(8.0) and max(xs) == pytest.approx(12.0)
     car_edge, ped_edge = edges.colors[0], edges.colors[24]
-    assert (car_edge.r, car_edge.g, car_edge.b) == pytest.approx(CLASS_COLOURS["car"])
-    assert (ped_edge.r, ped_edge.g, ped_edge.b) == pytest.approx(CLASS_COLOURS["pedestrian"])
-    heading = by_ns["heading"][0]
-    assert heading.type == Marker.ARROW
+    assert (car_edge.r, car_edge.g, car_edge.b) == pytest.approx(rgb01("car"))
+    assert (ped_edge.r, ped_edge.g, ped_edge.b) == pytest.approx(rgb01("pedestrian"))
+    (heading,) = by_ns["heading"]
+    assert heading.type == Marker.LINE_LIST and len(heading.points) == 4  # one line per box
     assert heading.points[1].x > heading.points[0].x and heading.points[1].y == pytest.approx(0.0, abs=1e-9)
+    assert heading.points[1].x == pytest.approx(10.0 + 2.0 + 1.0)  # through the front face, 1 m beyond
+    assert (heading.colors[2].r, heading.colors[2].g, heading.colors[2].b) == pytest.approx(rgb01("pedestrian"))
     vel = by_ns["velocity"][0]
     assert vel.points[1].x - vel.points[0].x == pytest.approx(3.0)
 
@@ -92,7 +100,8 @@ def test_detection_array_fields():
     arr = build_detection_array(frame, HEADER)
     assert arr.header.frame_id == "lidar_top" and arr.header.stamp.sec == 12
     (det,) = arr.detections
-    assert det.header.stamp.nanosec == 345 and det.id == "0"
+    assert det.header.stamp.nanosec == 345
+    assert det.id == ""  # not a track id: this node does not track (the query index is the markers' id)
     assert det.results[0].hypothesis.class_id == "bus" and det.results[0].hypothesis.score == pytest.approx(0.75)
     c = det.bbox.center
     assert (c.position.x, c.position.y, c.position.z) == pytest.approx((10.0, 0.0, -0.25))

@@ -74,10 +74,11 @@ def test_weights_cloud_has_one_point_per_query_joined_by_detection_id(setup):
     harness.wait_for(lambda: any(ns_of(m.markers[0].header.stamp) == stamp for m in harness.rec.markers), 10,
                      "markers", log)
     markers = next(m for m in harness.rec.markers if ns_of(m.markers[0].header.stamp) == stamp)
-    labels = {m.id: m.text for m in markers.markers if m.ns == "labels"}
-    for rank, d in enumerate(det.detections):  # marker ids are the detections' ranks
-        row = rows[int(d.id)]
-        weights = re.search(r"L:(\S+) C:(\S+)", labels[rank]).groups()
+    labels = [m for m in markers.markers if m.ns == "labels"]  # in detection order, id = the decoder query
+    assert len(labels) == len(det.detections) and all(d.id == "" for d in det.detections)
+    for label in labels:
+        row = rows[label.id]
+        weights = re.search(r"L:(\S+) C:(\S+)", label.text).groups()
         assert weights == (f"{float(row['lidar_weight']):.2f}", f"{float(row['camera_weight']):.2f}")
 
 

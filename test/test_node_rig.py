@@ -1,10 +1,13 @@
 """The node and the synthetic rig publisher as two processes over DDS, with the rig's default topic layout.
 
 The rig publishes 20 Hz LiDAR sweeps and phase-shifted 12 Hz cameras; with ``sync.camera_offsets`` set to the
-rig's exposure phases every camera is fused, and sweeps are motion-compensated through odom.
+rig's exposure phases every camera is fused, and sweeps are motion-compensated through odom. The Autoware
+DetectedObjects output is on: the same boxes as the Detection3DArray, in the output frame.
 """
 
+import numpy as np
 import pytest
+from autoware_perception_msgs.msg import DetectedObjects
 
 from node_harness import SEC, TINY_CONFIG, RigHarness, node_command, ns_of, start_node, stop_node
 
@@ -24,9 +27,12 @@ def test_node_with_rig_publisher(spawn_python, ros_env):
         remaps[f"~/input/camera{i}/image"] = f"/{name}/image_raw"
         remaps[f"~/input/camera{i}/camera_info"] = f"/{name}/camera_info"
     params = {"model.config": str(TINY_CONFIG), "model.device": "cpu", "sync.camera_offsets": str(offsets),
-              "sync.queue_size": 3, "diag.period": 0.2, "model.warmup_iters": 0, "output_frame": "base_link"}
+              "sync.queue_size": 3, "diag.period": 0.2, "model.warmup_iters": 0, "output_frame": "base_link",
+              "output.detected_objects": "true", "score_threshold": 0.0}
     log = start_node(node_command("", params, remaps), DOMAIN_ID)
     harness = RigHarness(DOMAIN_ID, "")
+    objects: list[DetectedObjects] = []
+    harness.node.create_subscription(DetectedObjects, "/aqr_node/output/objects", objects.append, 10)
     try:
         harness.wait_for(lambda: bool(harness.rec.label_info), 60, "label_info (node start-up)", log)
         rig = spawn_python(["-m", "aqr_ros.tools.rig_publisher", "--frames", str(FRAMES), "--start-time",
@@ -46,6 +52,15 @@ def test_node_with_rig_publisher(spawn_python, ros_env):
             assert status[f"camera{i} {CAMERA_NAMES[i].upper()}"] == "fused", status
             assert abs(float(status[f"camera{i} dt_ms"])) <= 1000 / 12  # within one camera period of the target
         assert status["lidar pose in fixed frame"] == "ok"
+        harness.wait_for(lambda: any(ns_of(o.header.stamp) == stamp for o in objects), 10, "DetectedObjects", log)
+        (same,) = [o for o in objects if ns_of(o.header.stamp) == stamp]
+        assert same.header.frame_id == "base_link" and len(same.objects) == len(det.detections) > 0
+        for obj, d in zip(same.objects, det.detections):
+            p = obj.kinematics.pose_with_covariance.pose.position
+            c = d.bbox.center.position
+            np.testing.assert_allclose([p.x, p.y, p.z], [c.x, c.y, c.z], atol=1e-9)
+            assert obj.existence_probability == np.float32(d.results[0].hypothesis.score)
+            assert obj.kinematics.has_twist
     finally:
         harness.close()
         stop_node(log)

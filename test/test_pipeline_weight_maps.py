@@ -6,7 +6,7 @@ import pytest
 
 from aqr_ros.model.config import ImageConfig
 from aqr_ros.pipeline.calibration import ImageTransform
-from aqr_ros.pipeline.weight_maps import CLASS_COLORS_RGB, bev_image, camera_overlay, colorize
+from aqr_ros.pipeline.weight_maps import CLASS_RGB, FALLBACK_RGB, bev_image, camera_overlay, class_rgb, colorize
 
 PC_RANGE = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
 
@@ -51,8 +51,8 @@ def test_bev_image_draws_footprint_and_heading_tick(convention):
     bev = np.zeros((128, 128), dtype=np.float32)
     # 8 m long, 4 m wide box 30 m ahead and 20 m to the left, heading forward (model yaw = +90 deg).
     box = np.array([[-20.0, 30.0, -1.0, 8.0, 4.0, 1.5, np.pi / 2, 0.0, 0.0]])
-    image = bev_image(bev, box, np.array([0]), PC_RANGE, convention, scale=4)
-    drawn = np.all(image == CLASS_COLORS_RGB[0], axis=-1)  # line centres carry the class colour
+    image = bev_image(bev, box, np.array([0]), PC_RANGE, convention, scale=4, class_names=("car",))
+    drawn = np.all(image == CLASS_RGB["car"], axis=-1)  # line centres carry the class colour
     px = 512 / 108.0
     r0, c0 = (54 - 30) * px, (-20 + 54) * px
     rows, cols = np.nonzero(drawn)
@@ -103,3 +103,8 @@ def test_camera_overlay_checks_the_transform_size():
     tf = ImageTransform.from_image_size(900, 1600, ImageConfig())
     with pytest.raises(ValueError):
         camera_overlay(np.zeros((720, 1280, 3), dtype=np.uint8), np.zeros((20, 50)), tf, vmax=1.0)
+
+
+def test_class_colours_by_name_with_a_fallback_by_label():
+    assert class_rgb("pedestrian", 0) == (0, 0, 230)
+    assert class_rgb("forklift", 5) == FALLBACK_RGB[1]

@@ -180,7 +180,7 @@ class FrameAssembler:
     def bev_picture(self, bev_weight_map: np.ndarray, frame: FrameDetections) -> np.ndarray:
         """RGB BEV weight-map picture (forward up) with the frame's detections drawn."""
         return bev_image(bev_weight_map, frame.boxes_model, frame.labels, self.config.lidar.point_cloud_range,
-                         self.lidar_axes, vmax=self.config.aqr.max_weight_clamp)
+                         self.lidar_axes, vmax=self.config.aqr.max_weight_clamp, class_names=frame.class_names)
 
     def camera_picture(self, image_bgr: np.ndarray, camera_map: np.ndarray, alpha: float) -> np.ndarray:
         """RGB camera image with its [h, w] weight map blended over the pixels the model saw."""

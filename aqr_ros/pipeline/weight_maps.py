@@ -15,11 +15,19 @@ import numpy as np
 
 from aqr_ros.pipeline.calibration import ImageTransform, axes_to_model
 
-#: Footprint colours (RGB) per label index, cycled for labels beyond the table (nuScenes class order).
-CLASS_COLORS_RGB = np.array([
-    (255, 158, 0), (255, 99, 71), (233, 150, 70), (255, 69, 0), (255, 140, 0),
-    (112, 128, 144), (255, 61, 99), (220, 20, 60), (0, 0, 230), (47, 79, 79),
-], dtype=np.uint8)
+#: RGB (0..255) per nuScenes class, the one colour table of every picture and marker.
+CLASS_RGB: dict[str, tuple[int, int, int]] = {
+    "car": (255, 158, 0), "truck": (255, 99, 71), "construction_vehicle": (233, 150, 70), "bus": (255, 69, 0),
+    "trailer": (255, 140, 0), "barrier": (112, 128, 144), "motorcycle": (255, 61, 99), "bicycle": (220, 20, 60),
+    "pedestrian": (0, 0, 230), "traffic_cone": (47, 79, 79),
+}
+#: Colours of other class names, by label index.
+FALLBACK_RGB = ((128, 128, 128), (0, 179, 179), (179, 0, 179), (179, 179, 0))
+
+
+def class_rgb(name: str, label: int) -> tuple[int, int, int]:
+    """Fixed RGB (0..255) colour of a class: by name, else by label index from the fallback colours."""
+    return CLASS_RGB.get(name, FALLBACK_RGB[label % len(FALLBACK_RGB)])
 
 
 def colorize(map2d: np.ndarray, vmax: float, colormap: int = cv2.COLORMAP_TURBO) -> np.ndarray:
@@ -52,9 +60,11 @@ def bev_image(
     convention: str,
     scale: int = 4,
     vmax: float = 1.5,
+    class_names: Sequence[str] = (),
 ) -> np.ndarray:
     """RGB picture of the [H, W] BEV weight map (row = model y, column = model x over ``pc_range``) with
-    the [K, 9] model-frame boxes drawn as rotated footprints plus a heading tick, forward up.
+    the [K, 9] model-frame boxes drawn as rotated footprints plus a heading tick, forward up, in the colour
+    of their class (``class_names[label]``).
 
     ``convention`` (the node's input axis convention) is only validated: forward is the model's +y for both.
     """
@@ -85,7 +95,7 @@ def bev_image(
     cv2.polylines(image, list(corner_px), True, (0, 0, 0), thickness + 2, cv2.LINE_AA, shift)  # contrast halo
     cv2.polylines(image, list(tick_px), False, (0, 0, 0), thickness + 2, cv2.LINE_AA, shift)
     for label in np.unique(labels):
-        colour = tuple(int(c) for c in CLASS_COLORS_RGB[label % len(CLASS_COLORS_RGB)])
+        colour = class_rgb(class_names[label] if label < len(class_names) else "", int(label))
         chosen = labels == label
         cv2.polylines(image, list(corner_px[chosen]), True, colour, thickness, cv2.LINE_AA, shift)
         cv2.polylines(image, list(tick_px[chosen]), False, colour, thickness, cv2.LINE_AA, shift)

@@ -1,10 +1,15 @@
 """Output messages of one frame's detections: the Detection3DArray, the LabelInfo and a MarkerArray for rviz2.
 
 The marker array starts with a DELETEALL so the previous frame's boxes vanish, then one LINE_LIST with the
-12 edges of every box (``edges``, id 0) and per detection k (by descending score) one marker per namespace,
-all with id k: a translucent CUBE (``boxes``), a TEXT_VIEW_FACING label "car 0.83 L:0.71 C:0.55" with the query's
-LiDAR and camera weights (``labels``), a heading ARROW (``heading``) and, for moving objects, a
-velocity ARROW (``velocity``). Colours are fixed per class.
+12 edges of every box (``edges``, id 0), one LINE_LIST with a heading line from every box's centre through
+its front face (``heading``, id 0), and per detection, with the decoder query index as id: a translucent CUBE
+(``boxes``), a TEXT_VIEW_FACING label "car 0.83 L:0.71 C:0.55" with the query's LiDAR and camera weights
+(``labels``) and, for moving objects, a velocity ARROW (``velocity``). Colours are fixed per class. Lines
+shared in one marker keep a 100-box frame to about half the markers (and the build and serialize time).
+
+``Detection3D.id`` is left empty: vision_msgs means it to identify the same object across messages, and
+this node does not track; the query index (per frame) is the id of the markers above and the row of
+``~/debug/aqr_weights``.
 """
 
 from __future__ import annotations
@@ -20,21 +25,7 @@ from vision_msgs.msg import (BoundingBox3D, Detection3D, Detection3DArray, Label
 from visualization_msgs.msg import Marker, MarkerArray
 
 from aqr_ros.pipeline.frame import FrameDetections
-
-#: RGB (0..1) per nuScenes class; other names take ``FALLBACK_COLOURS[label % len]``.
-CLASS_COLOURS: dict[str, tuple[float, float, float]] = {
-    "car": (1.0, 0.62, 0.0),
-    "truck": (1.0, 0.39, 0.28),
-    "construction_vehicle": (0.91, 0.59, 0.27),
-    "bus": (1.0, 0.27, 0.0),
-    "trailer": (1.0, 0.55, 0.0),
-    "barrier": (0.44, 0.5, 0.56),
-    "motorcycle": (1.0, 0.24, 0.39),
-    "bicycle": (0.86, 0.08, 0.24),
-    "pedestrian": (0.0, 0.0, 0.9),
-    "traffic_cone": (0.18, 0.31, 0.31),
-}
-FALLBACK_COLOURS = ((0.5, 0.5, 0.5), (0.0, 0.7, 0.7), (0.7, 0.0, 0.7), (0.7, 0.7, 0.0))
+from aqr_ros.pipeline.weight_maps import class_rgb
 
 BOX_ALPHA = 0.4
 #: Speeds below this (m/s) get no velocity arrow.
@@ -46,8 +37,9 @@ _EDGES = np.array([(0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7
 
 
 def class_colour(name: str, label: int) -> tuple[float, float, float]:
-    """Fixed RGB colour of a class."""
-    return CLASS_COLOURS.get(name, FALLBACK_COLOURS[label % len(FALLBACK_COLOURS)])
+    """Fixed RGB (0..1) colour of a class (the pipeline's class table)."""
+    r, g, b = class_rgb(name, label)
+    return (r / 255.0, g / 255.0, b / 255.0)
 
 
 def box_corners(center: np.ndarray, size: np.ndarray, yaw: np.ndarray) -> np.ndarray:
@@ -74,10 +66,10 @@ def _colour(rgb: tuple[float, float, float], alpha: float) -> ColorRGBA:
 
 
 def build_markers(frame: FrameDetections, header: Header, lifetime_s: float = 0.0) -> MarkerArray:
-    """DELETEALL, then per detection a box, a label and arrows, plus one LINE_LIST with every box's edges.
+    """DELETEALL, the edges and heading lines of all boxes, then per detection a box, a label and a velocity arrow.
 
     Markers are shallow copies of one template and share their unchanging parts (header, colours, the
-    identity pose), which keeps a 100-box frame to a few milliseconds; nothing is mutated after building.
+    identity pose); nothing is mutated after building.
     """
     markers = [Marker(header=header, action=Marker.DELETEALL)]
     n = len(frame)
@@ -98,38 +90,40 @@ def build_markers(frame: FrameDetections, header: Header, lifetime_s: float = 0.
         m.ns, m.id, m.type, m.color, m.pose, m.scale = ns, marker_id, kind, colour, pose, scale
         return m
 
-    edges = marker("edges", 0, Marker.LINE_LIST, solid[rgbs[0]], identity, Vector3(x=0.05))
-    edges.points = _points(box_corners(boxes.center, boxes.size, boxes.yaw)[:, _EDGES].reshape(-1, 3))
-    edges.colors = [solid[rgb] for rgb in rgbs for _ in range(24)]
-    markers.append(edges)
-    heading = np.stack([np.cos(boxes.yaw), np.sin(boxes.yaw), np.zeros(n)], axis=1)
-    nose = boxes.center + heading * (boxes.size[:, :1] / 2.0 + 1.0)
-    moving = np.linalg.norm(boxes.velocity, axis=1) >= MIN_ARROW_SPEED
+    # Point messages are the cost here: each corner and centre is built once and referenced by every line using it.
+    corners = _points(box_corners(boxes.center, boxes.size, boxes.yaw).reshape(-1, 3))
     centres = _points(boxes.center)
-    noses = _points(nose)
+    edges = marker("edges", 0, Marker.LINE_LIST, solid[rgbs[0]], identity, Vector3(x=0.05))
+    edges.points = [corners[i] for i in (8 * np.arange(n)[:, None, None] + _EDGES).reshape(-1).tolist()]
+    edges.colors = [solid[rgb] for rgb in rgbs for _ in range(24)]
+    forward = np.stack([np.cos(boxes.yaw), np.sin(boxes.yaw), np.zeros(n)], axis=1)
+    noses = _points(boxes.center + forward * (boxes.size[:, :1] / 2.0 + 1.0))
+    heading = marker("heading", 0, Marker.LINE_LIST, solid[rgbs[0]], identity, Vector3(x=0.1))
+    heading.points = [p for pair in zip(centres, noses) for p in pair]
+    heading.colors = [solid[rgb] for rgb in rgbs for _ in range(2)]
+    markers += [edges, heading]
+    moving = np.linalg.norm(boxes.velocity, axis=1) >= MIN_ARROW_SPEED
     ends = _points(boxes.center + boxes.velocity)
     texts = _points(boxes.center + np.outer(boxes.size[:, 2] / 2.0 + 0.6, [0.0, 0.0, 1.0]))
     quats = [Quaternion(x=qx, y=qy, z=qz, w=qw) for qx, qy, qz, qw in boxes.quaternion.tolist()]
     sizes = [Vector3(x=sx, y=sy, z=sz) for sx, sy, sz in boxes.size.tolist()]
-    for k, name in enumerate(frame.names):
-        rgb = rgbs[k]
-        markers.append(marker("boxes", k, Marker.CUBE, translucent[rgb],
+    for k, (name, query) in enumerate(zip(frame.names, frame.query_index.tolist())):
+        markers.append(marker("boxes", query, Marker.CUBE, translucent[rgbs[k]],
                               Pose(position=centres[k], orientation=quats[k]), sizes[k]))
-        text = marker("labels", k, Marker.TEXT_VIEW_FACING, white, Pose(position=texts[k]), text_scale)
+        text = marker("labels", query, Marker.TEXT_VIEW_FACING, white, Pose(position=texts[k]), text_scale)
         text.text = label_text(name, float(frame.scores[k]), float(frame.lidar_weight[k]),
                                float(frame.camera_weight[k]))
-        arrow = marker("heading", k, Marker.ARROW, solid[rgb], identity, arrow_scale)
-        arrow.points = [centres[k], noses[k]]
-        markers += [text, arrow]
+        markers.append(text)
         if moving[k]:
-            velocity = marker("velocity", k, Marker.ARROW, green, identity, arrow_scale)
+            velocity = marker("velocity", query, Marker.ARROW, green, identity, arrow_scale)
             velocity.points = [centres[k], ends[k]]
             markers.append(velocity)
     return MarkerArray(markers=markers)
 
 
 def build_detection_array(frame: FrameDetections, header: Header) -> Detection3DArray:
-    """Detection3DArray: class name in ``class_id``, geometric centre, yaw quaternion, size (l, w, h), id = query."""
+    """Detection3DArray: class name in ``class_id``, geometric centre, yaw quaternion, size (l, w, h); ``id`` empty
+    (no tracking: see the module docstring)."""
     boxes = frame.boxes
     detections = []
     for k, (name, (cx, cy, cz), (qx, qy, qz, qw), (sx, sy, sz)) in enumerate(
@@ -137,7 +131,7 @@ def build_detection_array(frame: FrameDetections, header: Header) -> Detection3D
         pose = Pose(position=Point(x=cx, y=cy, z=cz), orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))
         hypothesis = ObjectHypothesisWithPose(hypothesis=ObjectHypothesis(class_id=name, score=float(frame.scores[k])),
                                               pose=PoseWithCovariance(pose=pose))
-        detections.append(Detection3D(header=header, results=[hypothesis], id=str(int(frame.query_index[k])),
+        detections.append(Detection3D(header=header, results=[hypothesis],
                                       bbox=BoundingBox3D(center=pose, size=Vector3(x=sx, y=sy, z=sz))))
     return Detection3DArray(header=header, detections=detections)
 

@@ -343,6 +343,17 @@ class AqrNode(LifecycleNode):
         self.processing_time_pub = managed(Float64, "~/debug/processing_time_ms")
         self.latency_pub = managed(Float64, "~/debug/pipeline_latency_ms")
         self.timings_pub = managed(DiagnosticArray, "~/debug/timings")
+        self.objects_pub = None
+        if p.detected_objects:
+            try:  # Autoware's messages are needed only for this output
+                from autoware_perception_msgs.msg import DetectedObjects
+
+                from aqr_ros.ros.autoware_objects import build_detected_objects
+            except ImportError:
+                raise StartupError("parameter 'output.detected_objects': autoware_perception_msgs is not installed "
+                                   "(install Autoware's message package, or set it false)") from None
+            self.objects_pub = managed(DetectedObjects, "~/output/objects")
+            self._build_objects = build_detected_objects
 
     def _publish_label_info(self) -> None:
         """Latched class map with the current score threshold."""
@@ -676,6 +687,8 @@ class AqrNode(LifecycleNode):
             frame = replace(frame, boxes=transform_boxes(frame.boxes, T_out_lidar))
             out_header = Header(stamp=header.stamp, frame_id=p.output_frame)
         self.detections_pub.publish(build_detection_array(frame, out_header))
+        if self.objects_pub is not None:
+            self.objects_pub.publish(self._build_objects(frame, out_header))
         if p.publish_markers and self.markers_pub.get_subscription_count() > 0:  # built only for a listener
             self.markers_pub.publish(build_markers(frame, out_header, p.marker_lifetime))
         if self.query_weights_pub.get_subscription_count() > 0:

@@ -103,6 +103,9 @@ SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("qos.input_depth", 2, "History depth of the input subscriptions.", bounds=(1, 100)),
     ParamSpec("qos.output_reliability", "reliable", "Reliability of the outputs.", choices=("reliable", "best_effort")),
     ParamSpec("qos.output_depth", 1, "History depth of the outputs.", bounds=(1, 100)),
+    ParamSpec("output.detected_objects", False,
+              "Also publish ~/output/objects (autoware_perception_msgs/DetectedObjects, with the velocity as twist) "
+              "for a tracker; needs Autoware's message package."),
     ParamSpec("viz.publish_markers", True, "Publish ~/output/markers.", dynamic=True),
     ParamSpec("viz.marker_lifetime", 0.0, "Marker lifetime (s); 0 = until the next DELETEALL.", bounds=(0.0, 10.0),
               dynamic=True),
@@ -158,6 +161,7 @@ class NodeParams:
     input_depth: int
     output_reliable: bool
     output_depth: int
+    detected_objects: bool
     publish_markers: bool
     marker_lifetime: float
     publish_weight_maps: bool
@@ -252,6 +256,7 @@ def validate(values: Mapping[str, Any], num_cameras: int = 6) -> NodeParams:
         input_depth=v["qos.input_depth"],
         output_reliable=v["qos.output_reliability"] == "reliable",
         output_depth=v["qos.output_depth"],
+        detected_objects=v["output.detected_objects"],
         publish_markers=v["viz.publish_markers"],
         marker_lifetime=v["viz.marker_lifetime"],
         publish_weight_maps=v["viz.publish_weight_maps"],

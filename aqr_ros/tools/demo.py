@@ -64,7 +64,7 @@ UNITS = {
     "velocity": f"m/s (vx, vy, vz) in frame_id, from the node's velocity markers: 0 below {MIN_ARROW_SPEED} m/s "
                 "(no arrow)",
     "score": "0..1",
-    "query_index": "decoder query: the Detection3D id and the row of ~/debug/aqr_weights",
+    "query_index": "decoder query: the id of the detection's markers and its row of ~/debug/aqr_weights",
     "lidar_weight": "the query's AQR LiDAR weight, 0..1",
     "camera_weight": "the query's AQR camera weight, 0..1",
     "gt": f"nearest ground-truth box of the same class with its centre within {MATCH_DISTANCE} m in the x-y plane "
@@ -83,7 +83,8 @@ class FrameRecord:
     detections: list[dict[str, Any]]
     #: The node's processing time (paired by order: the k-th time belongs to the k-th detections).
     processing_ms: float | None = None
-    #: Velocity per detection rank from the markers; None until the markers arrive.
+    #: Decoder query of each detection (rank order) and velocity per query, from the markers; None until they arrive.
+    queries: list[int] | None = None
     velocities: dict[int, list[float]] | None = None
     #: The ~/debug/aqr_weights rows (query order); None until they arrive.
     weights: np.ndarray | None = None
@@ -117,7 +118,7 @@ def _detection(det: Any) -> dict[str, Any]:
     c, s = det.bbox.center, det.bbox.size
     q = c.orientation
     hyp = det.results[0].hypothesis
-    return {"class": hyp.class_id, "score": round(float(hyp.score), 4), "query_index": int(det.id),
+    return {"class": hyp.class_id, "score": round(float(hyp.score), 4),
             "center": _rounded((c.position.x, c.position.y, c.position.z)), "size_lwh": _rounded((s.x, s.y, s.z)),
             "yaw": round(float(yaw_from_quaternion((q.x, q.y, q.z, q.w))), 4)}
 
@@ -170,6 +171,7 @@ class DemoListener:
         rec = self.frames.get(nanoseconds_from_stamp(msg.markers[0].header.stamp)) if msg.markers else None
         if rec is None:
             return
+        rec.queries = [m.id for m in msg.markers if m.ns == "labels"]  # the labels come in detection order
         rec.velocities = {m.id: _rounded((m.points[1].x - m.points[0].x, m.points[1].y - m.points[0].y,
                                           m.points[1].z - m.points[0].z))
                           for m in msg.markers if m.ns == "velocity"}
@@ -237,12 +239,12 @@ def evaluate_frame(rec: FrameRecord, start_ns: int, gt: GroundTruth) -> FrameRes
     boxes, names = gt.boxes(t)
     found: set[int] = set()
     detections = []
-    for rank, det in enumerate(rec.detections):
-        row = rec.weights[det["query_index"]]
+    for det, query in zip(rec.detections, rec.queries or []):
+        row = rec.weights[query]
         match = GroundTruth.match(det, boxes, names) if rec.frame_id == LIDAR_FRAME else None
         if match is not None:
             found.add(match[0])
-        detections.append({**det, "velocity": rec.velocities.get(rank, [0.0, 0.0, 0.0]),
+        detections.append({**det, "query_index": query, "velocity": rec.velocities.get(query, [0.0, 0.0, 0.0]),
                            "lidar_weight": round(float(row["lidar_weight"]), 4),
                            "camera_weight": round(float(row["camera_weight"]), 4),
                            "gt": None if match is None else match[1]})
