@@ -1,12 +1,16 @@
 """``autoware_perception_msgs/DetectedObjects`` of one frame's detections, the input of Autoware's trackers.
 
 Imported only when ``output.detected_objects`` is on, so the node runs without Autoware's messages otherwise.
-Conventions (as Autoware's own 3D detectors fill the message):
+Score, classification, shape and twist are filled as Autoware's lidar_centerpoint fills them for the same
+trackers:
 
-* ``existence_probability`` is the detection score; one classification with probability 1.0;
+* ``existence_probability`` is the detection score; one classification with probability 1.0 (the score
+  already says how sure the detection is, the class comes from the same query);
 * the shape is a BOUNDING_BOX with ``dimensions`` = (length along the heading, width, height), the pose its
-  geometric centre and yaw; ``orientation_availability`` AVAILABLE (the model predicts the heading, not
-  only the axis);
+  geometric centre and yaw;
+* ``orientation_availability`` (unlike centerpoint, which sends SIGN_UNKNOWN for vehicles and UNAVAILABLE
+  otherwise) says what the nuScenes training taught about the heading: AVAILABLE, except for barriers,
+  SIGN_UNKNOWN (their yaw is scored modulo 180°), and traffic cones, UNAVAILABLE (their yaw is not scored);
 * the twist is the model's velocity in the object's own frame (Autoware's convention): ``linear.x`` along
   the heading, ``linear.y`` to its left; the yaw rate is not predicted (0). No covariances.
 """
@@ -32,6 +36,11 @@ AUTOWARE_LABELS: dict[str, int] = {
     "bicycle": ObjectClassification.BICYCLE,
     "pedestrian": ObjectClassification.PEDESTRIAN,
 }
+#: Classes whose heading is not fully known (see the module docstring); all others are AVAILABLE.
+ORIENTATION_AVAILABILITY: dict[str, int] = {
+    "barrier": DetectedObjectKinematics.SIGN_UNKNOWN,
+    "traffic_cone": DetectedObjectKinematics.UNAVAILABLE,
+}
 
 
 def object_frame_velocity(velocity: np.ndarray, yaw: np.ndarray) -> np.ndarray:
@@ -53,7 +62,7 @@ def build_detected_objects(frame: FrameDetections, header: Header) -> DetectedOb
             pose_with_covariance=PoseWithCovariance(pose=Pose(position=Point(x=cx, y=cy, z=cz),
                                                               orientation=Quaternion(x=qx, y=qy, z=qz, w=qw))),
             has_position_covariance=False,
-            orientation_availability=DetectedObjectKinematics.AVAILABLE,
+            orientation_availability=ORIENTATION_AVAILABILITY.get(name, DetectedObjectKinematics.AVAILABLE),
             twist_with_covariance=TwistWithCovariance(twist=Twist(linear=Vector3(x=twists[k][0], y=twists[k][1]))),
             has_twist=True,
             has_twist_covariance=False,
