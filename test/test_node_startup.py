@@ -61,7 +61,10 @@ def test_cuda_device_without_cuda_is_fatal():
 
 
 def test_a_checkpoint_that_carries_its_config_decides_the_model():
-    log = start_node(node_command("", {"model.checkpoint": str(RIG_WEIGHTS), "model.device": "cpu"}, {}), DOMAIN_ID)
+    # With two slips a user makes: a misspelt parameter, and fp16 on a CPU.
+    params = {"model.checkpoint": str(RIG_WEIGHTS), "model.device": "cpu", "sync.max_camera_delay": 0.2,
+              "model.precision": "fp16"}
+    log = start_node(node_command("", params, {}), DOMAIN_ID)
     try:
         for _ in range(600):
             if "ready:" in log.text() or log.proc.poll() is not None:
@@ -72,6 +75,9 @@ def test_a_checkpoint_that_carries_its_config_decides_the_model():
     out = log.text()
     assert "ready: model aqr_cmt_rig_small (carried by the checkpoint)" in out, out
     assert "camera-map post-processing on (the fix)" in out
+    assert ("parameter 'sync.max_camera_delay' is not a parameter of this node and is ignored (did you mean "
+            "'sync.max_camera_lidar_delay'?)") in out
+    assert "model.precision fp16 needs CUDA: running fp32 on cpu" in out and "(fp32, " in out
 
 
 def test_a_config_that_contradicts_the_checkpoint_is_fatal_and_says_how():

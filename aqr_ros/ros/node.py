@@ -8,6 +8,7 @@ stamped timings and diagnostics, all stamped with the input cloud's stamp.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
@@ -45,7 +46,7 @@ from aqr_ros.ros.diagnostics import FrameReport, FusionDiagnostics, frame_timing
 from aqr_ros.ros.from_msg import (ConversionError, camera_info_lens, compressed_to_bgr, image_to_bgr,
                                   pointcloud2_to_array)
 from aqr_ros.ros.markers import build_detection_array, build_label_info, build_markers
-from aqr_ros.ros.params import NodeParams, ParameterError, declare_all, dynamic_update, validate
+from aqr_ros.ros.params import SPEC_BY_NAME, NodeParams, ParameterError, declare_all, dynamic_update, validate
 from aqr_ros.ros.sync import FrameBundle, LidarTriggeredSync, Push, SyncConfig
 from aqr_ros.ros.tf_source import TfSource, TfUnavailableError
 from aqr_ros.ros.to_msg import image_from_array, nanoseconds_from_stamp, query_weights_cloud
@@ -159,6 +160,7 @@ class AqrNode(LifecycleNode):
         self._worker: Optional[threading.Thread] = None
         super().__init__(NODE_NAME, **kwargs)
         self._raw = declare_all(self)
+        self._warn_unknown_parameters()
         self.params: Optional[NodeParams] = None
         self.model: Optional["AqrCmt"] = None
         #: Why the last configure failed (for the fatal line of an autostarted node).
@@ -181,6 +183,15 @@ class AqrNode(LifecycleNode):
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.create_timer(FAILURE_CHECK_S, self._check_failure, callback_group=MutuallyExclusiveCallbackGroup(),
                           clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def _warn_unknown_parameters(self) -> None:
+        """Warn about each given parameter (params file, -p) that this node does not have: it would be ignored."""
+        for name in sorted(self._parameter_overrides):
+            if self.has_parameter(name) or name.startswith("qos_overrides."):
+                continue
+            close = difflib.get_close_matches(name, SPEC_BY_NAME, n=1)
+            self.get_logger().warning(f"parameter '{name}' is not a parameter of this node and is ignored"
+                                      + (f" (did you mean '{close[0]}'?)" if close else ""))
 
     # ------------------------------------------------------------ transitions
 
@@ -288,9 +299,12 @@ class AqrNode(LifecycleNode):
         self._rectifications = RectificationCache(p.rectified_images)
         self._reset_pending = threading.Event()
         self._make_publishers(views)
+        precision = "fp16" if p.model_fp16 and self.device.type == "cuda" else "fp32"
+        if p.model_fp16 and precision == "fp32":
+            self.get_logger().warning(f"model.precision fp16 needs CUDA: running fp32 on {self.device}")
         self.get_logger().info(
             f"ready: model {self.model_config.name} ({config_source}) on {self.device} "
-            f"({'fp16' if p.model_fp16 else 'fp32'}, {threads} CPU threads), {views} cameras; "
+            f"({precision}, {threads} CPU threads), {views} cameras; "
             + ("camera-map post-processing on (the fix)" if self.model_config.aqr.postprocess_perspective else
                "camera-map post-processing OFF: the original training's behaviour, for checkpoints trained with it"))
 

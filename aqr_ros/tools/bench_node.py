@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
     parser.add_argument("--out", type=Path, default=Path("out/bench_node"), help="folder for the child logs")
-    parser.add_argument("--domain-id", type=int, default=43)
+    parser.add_argument("--domain-id", type=int, default=None, help="ROS domain (default: $ROS_DOMAIN_ID)")
     parser.add_argument("--score-threshold", type=float, default=0.0,
                         help="the node's score_threshold: 0 publishes max_detections (100) boxes per frame, the "
                              "load the ROS-side goal is stated for")
