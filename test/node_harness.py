@@ -46,7 +46,8 @@ SEC = 1_000_000_000
 
 def node_command(namespace: str, params: dict[str, Any], remaps: dict[str, str]) -> list[str]:
     """Arguments for ``python`` starting the node with the shipped params file plus overrides and remaps."""
-    args = ["-m", "aqr_ros.ros.node", "--ros-args", "--params-file", str(REPO / "config" / "aqr.yaml")]
+    args = ["-m", "aqr_ros.ros.node", "--ros-args", "--params-file", str(REPO / "config" / "aqr.yaml"),
+            "-p", "model.allow_random_weights:=true"]  # the tests' tiny models run on random weights
     if namespace:
         args += ["-r", f"__ns:={namespace}"]
     for name, value in params.items():

@@ -48,6 +48,7 @@ def test_inputs_that_fall_silent_turn_the_status_error_for_the_cloud_and_warn_fo
     camera_silent = diag.status(104.0)
     assert camera_silent.level == DiagnosticStatus.WARN
     assert f"{CAMERAS[1]} silent for 3.1 s" in camera_silent.message
+    assert diag.silent_inputs(104.0) == [(CAMERAS[1], f"{CAMERAS[1]} silent for 3.1 s")]  # what the node logs
 
     cloud_silent = diag.status(110.0)
     assert cloud_silent.level == DiagnosticStatus.ERROR
@@ -62,6 +63,12 @@ def test_an_input_never_heard_is_reported_from_activation_on():
     assert status.level == DiagnosticStatus.ERROR
     assert f"nothing received on {CLOUD} for 3.0 s" in status.message
     assert _values(status)[f"age {CAMERAS[0]} s"] == "never received"
+
+
+def test_the_status_names_the_model_and_its_weights():
+    diag = FusionDiagnostics("aqr_node: fusion", "/aqr_node", ["CAM_FRONT"], 200.0,
+                             model="aqr_cmt_rig_small, weights w.safetensors (sha256 0123456789ab)")
+    assert _values(diag.status(1.0))["model"] == "aqr_cmt_rig_small, weights w.safetensors (sha256 0123456789ab)"
 
 
 def test_an_inactive_node_reports_its_state_not_the_silence():

@@ -66,8 +66,8 @@ def test_a_checkpoint_that_carries_its_config_decides_the_model():
               "model.precision": "fp16"}
     log = start_node(node_command("", params, {}), DOMAIN_ID)
     try:
-        for _ in range(600):
-            if "ready:" in log.text() or log.proc.poll() is not None:
+        for _ in range(600):  # ready, then (nothing is published here) the warning about the silent cloud
+            if "nothing received on /aqr_node/input/pointcloud" in log.text() or log.proc.poll() is not None:
                 break
             time.sleep(0.1)
     finally:
@@ -75,9 +75,11 @@ def test_a_checkpoint_that_carries_its_config_decides_the_model():
     out = log.text()
     assert "ready: model aqr_cmt_rig_small (carried by the checkpoint)" in out, out
     assert "camera-map post-processing on (the fix)" in out
+    assert "weights aqr_cmt_rig_small.safetensors (sha256 " in out  # which weights run, in the ready line
     assert ("parameter 'sync.max_camera_delay' is not a parameter of this node and is ignored (did you mean "
             "'sync.max_camera_lidar_delay'?)") in out
     assert "model.precision fp16 needs CUDA: running fp32 on cpu" in out and "(fp32, " in out
+    assert "nothing received on /aqr_node/input/pointcloud for " in out and "remapped onto this input?" in out
 
 
 def test_a_config_that_contradicts_the_checkpoint_is_fatal_and_says_how():
@@ -102,3 +104,10 @@ def test_ctrl_c_while_the_model_loads_is_a_clean_stop():
     out = log.text()
     assert code == 0 and "interrupted during start-up" in out, out
     assert "Traceback" not in out and "ready:" not in out
+
+
+def test_an_empty_checkpoint_is_fatal_unless_random_weights_are_allowed():
+    code, out = run_node({"model.device": "cpu", "model.allow_random_weights": "false"})
+    assert code == 1, out
+    assert "FATAL" in out and "'model.checkpoint': empty, so the model would run on RANDOM weights" in out
+    assert "model.allow_random_weights" in out and "loading model" not in out

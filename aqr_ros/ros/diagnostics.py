@@ -62,9 +62,10 @@ class FusionDiagnostics:
     """Thread-safe counters, input/output arrivals and last-frame state, rendered as a DiagnosticArray."""
 
     def __init__(self, name: str, hardware_id: str, camera_names: Sequence[str], max_processing_ms: float,
-                 stale_timeout_s: float = 1.0, window_s: float = 10.0) -> None:
-        """``camera_names`` label the per-camera keys (model view order)."""
+                 stale_timeout_s: float = 1.0, window_s: float = 10.0, model: str = "") -> None:
+        """``camera_names`` label the per-camera keys (model view order); ``model`` names the model and weights."""
         self.name = name
+        self.model = model
         self.hardware_id = hardware_id
         self.camera_names = tuple(camera_names)
         self._lock = threading.Lock()
@@ -187,27 +188,39 @@ class FusionDiagnostics:
 
     # --------------------------------------------------------------- report
 
-    def _input_values(self, now_s: float) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
-        """Rate/age pairs per input and output, and the staleness problems (lock held)."""
-        _, stale_s, window_s = self._limits
-        values: list[tuple[str, str]] = []
-        problems: list[tuple[int, str]] = []
+    def _silences(self, now_s: float) -> list[tuple[str, str]]:
+        """(topic, what) of every input silent for longer than the stale timeout while active (lock held)."""
+        stale_s = self._limits[1]
+        silences = []
         for topic, window in self._inputs.items():
             age = now_s - (window.last if window.last is not None else self._since)
-            values += [(f"rate {topic} Hz", f"{window.rate_hz(now_s, window_s):.2f}"),
-                       (f"age {topic} s", "never received" if window.last is None else f"{age:.2f}")]
             if self._state == "active" and age > stale_s:
-                silent = (f"nothing received on {topic} for {age:.1f} s" if window.last is None
-                          else f"{topic} silent for {age:.1f} s")
-                problems.append((ERROR if topic == self._cloud_topic else WARN, silent))
+                silences.append((topic, f"nothing received on {topic} for {age:.1f} s" if window.last is None
+                                 else f"{topic} silent for {age:.1f} s"))
+        return silences
+
+    def silent_inputs(self, now_s: float) -> list[tuple[str, str]]:
+        """(topic, what) of every input silent for longer than ``diag.stale_timeout`` (none unless active)."""
+        with self._lock:
+            return self._silences(now_s)
+
+    def _input_values(self, now_s: float) -> tuple[list[tuple[str, str]], list[tuple[int, str]]]:
+        """Rate/age pairs per input and output, and the staleness problems (lock held)."""
+        window_s = self._limits[2]
+        values: list[tuple[str, str]] = []
+        for topic, window in self._inputs.items():
+            age = now_s - window.last if window.last is not None else None
+            values += [(f"rate {topic} Hz", f"{window.rate_hz(now_s, window_s):.2f}"),
+                       (f"age {topic} s", "never received" if age is None else f"{age:.2f}")]
         values.append(("rate output Hz", f"{self._output.rate_hz(now_s, window_s):.2f}"))
+        problems = [(ERROR if topic == self._cloud_topic else WARN, what) for topic, what in self._silences(now_s)]
         return values, problems
 
     def status(self, now_s: float) -> DiagnosticStatus:
         """The current state as one DiagnosticStatus (``now_s``: monotonic seconds)."""
         with self._lock:
             max_ms, _, window_s = self._limits
-            values: list[tuple[str, str]] = [("lifecycle state", self._state)]
+            values: list[tuple[str, str]] = [("lifecycle state", self._state), ("model", self.model)]
             problems: list[tuple[int, str]] = []
             inputs, stale = self._input_values(now_s)
             values += inputs

@@ -9,6 +9,7 @@ stamped timings and diagnostics, all stamped with the input cloud's stamp.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 import sys
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 NODE_NAME = "aqr_node"
 #: Seconds between two warnings about the same input topic.
 WARN_PERIOD_S = 2.0
+#: Seconds between two warnings about the same silent input topic.
+SILENT_WARN_PERIOD_S = 10.0
 #: Points farther than this (m) from the sensor are treated as corrupt values and dropped.
 MAX_POINT_RANGE_M = 1000.0
 #: Longest wait (s) for the worker to finish its frame when stopping (a CPU frame of the full model takes seconds).
@@ -115,6 +118,17 @@ def model_config_of(config_param: str, checkpoint: str) -> tuple[ModelConfig, st
     source = "carried by the checkpoint" if carried is not None else (
         "parameter model.config" if chosen is not None else "the default")
     return config, source
+
+
+def checkpoint_identity(checkpoint: str) -> str:
+    """How logs and diagnostics name the weights: the file and the start of its SHA-256, or RANDOM."""
+    if not checkpoint:
+        return "RANDOM weights"
+    digest = hashlib.sha256()
+    with open(checkpoint, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{os.path.basename(checkpoint)} (sha256 {digest.hexdigest()[:12]})"
 
 
 def load_model(config: ModelConfig, checkpoint: str, device: torch.device) -> "AqrCmt":
@@ -262,13 +276,19 @@ class AqrNode(LifecycleNode):
         self.model_config, config_source = model_config_of(raw["model.config"], raw["model.checkpoint"])
         views = self.model_config.image.num_views
         self.params = p = validate(raw, num_cameras=views)
+        if not p.model_checkpoint and not p.allow_random_weights:
+            raise StartupError("parameter 'model.checkpoint': empty, so the model would run on RANDOM weights and "
+                               "publish meaningless boxes; give a checkpoint (models/README.md), or set "
+                               "model.allow_random_weights true for plumbing tests and benchmarks")
         self.device = resolve_device(p.model_device)
         threads = apply_thread_budget(p.model_threads)
         self.get_logger().info(f"loading model {self.model_config.name} ({config_source}) from "
                                f"{p.model_checkpoint or 'RANDOM weights'} onto {self.device} ...")
         self.model = load_model(self.model_config, p.model_checkpoint, self.device)
+        self.weights = checkpoint_identity(p.model_checkpoint)
         if not p.model_checkpoint:
-            self.get_logger().warning("model.checkpoint is empty: RANDOM weights, detections are meaningless")
+            self.get_logger().warning("model.checkpoint is empty: RANDOM weights (model.allow_random_weights), "
+                                      "detections are meaningless")
         self.assembler = FrameAssembler(self.model_config, p.lidar_axes, self.device, p.intensity_scale,
                                         p.max_sweep_lag)
         #: Reference point of every query in the cloud's frame (the learned points are fixed after loading).
@@ -293,7 +313,8 @@ class AqrNode(LifecycleNode):
             raise StartupError(str(exc)) from None
         self.diag = FusionDiagnostics(f"{self.get_name()}: fusion", self.get_fully_qualified_name(),
                                       self.model_config.image.camera_names, p.max_processing_time_ms,
-                                      p.stale_timeout, p.diag_window)
+                                      p.stale_timeout, p.diag_window,
+                                      model=f"{self.model_config.name}, weights {self.weights}")
         self._intrinsics: list[Optional[Intrinsics]] = [None] * views
         self._intrinsics_lock = threading.Lock()
         self._rectifications = RectificationCache(p.rectified_images)
@@ -303,7 +324,7 @@ class AqrNode(LifecycleNode):
         if p.model_fp16 and precision == "fp32":
             self.get_logger().warning(f"model.precision fp16 needs CUDA: running fp32 on {self.device}")
         self.get_logger().info(
-            f"ready: model {self.model_config.name} ({config_source}) on {self.device} "
+            f"ready: model {self.model_config.name} ({config_source}), weights {self.weights}, on {self.device} "
             f"({precision}, {threads} CPU threads), {views} cameras; "
             + ("camera-map post-processing on (the fix)" if self.model_config.aqr.postprocess_perspective else
                "camera-map post-processing OFF: the original training's behaviour, for checkpoints trained with it"))
@@ -416,13 +437,13 @@ class AqrNode(LifecycleNode):
 
     # --------------------------------------------------------------- callbacks
 
-    def _due(self, key: str, reason: str) -> bool:
-        """Whether a warning about ``key`` is due: WARN_PERIOD_S passed or the reason (digits aside) changed."""
+    def _due(self, key: str, reason: str, period_s: float = WARN_PERIOD_S) -> bool:
+        """Whether a warning about ``key`` is due: ``period_s`` passed or the reason (digits aside) changed."""
         now = time.monotonic()
         kind = re.sub(r"\d+", "#", reason)
         with self._warn_lock:
-            last_time, last_kind = self._last_warn.get(key, (-WARN_PERIOD_S, ""))
-            if kind == last_kind and now - last_time < WARN_PERIOD_S:
+            last_time, last_kind = self._last_warn.get(key, (-period_s, ""))
+            if kind == last_kind and now - last_time < period_s:
                 return False
             self._last_warn[key] = (now, kind)
         return True
@@ -746,9 +767,13 @@ class AqrNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         if self.diag is None:  # never configured: the lifecycle state tells all there is
             return
+        now = time.monotonic()
         if self.params is not None:
             self.diag.count("dropped", self.sync.dropped)
-        self.diagnostics_pub.publish(self.diag.array(Header(stamp=self.get_clock().now().to_msg()), time.monotonic()))
+        self.diagnostics_pub.publish(self.diag.array(Header(stamp=self.get_clock().now().to_msg()), now))
+        for topic, what in self.diag.silent_inputs(now):
+            if self._due(f"silent {topic}", what, SILENT_WARN_PERIOD_S):
+                self.get_logger().warning(f"{what}: is it published, and remapped onto this input?")
 
     def _check_failure(self) -> None:
         """After the worker stopped for good: an error transition (released, unconfigured); an autostarted node

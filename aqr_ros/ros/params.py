@@ -45,7 +45,11 @@ SPECS: tuple[ParamSpec, ...] = (
               "checkpoint's own config (a .safetensors exported by aqr_ros carries it), else "
               "cmt_aqr_voxel0100_r50_800x320. A config that contradicts the checkpoint's is refused."),
     ParamSpec("model.checkpoint", "",
-              "Checkpoint (.pth of the original training or .safetensors); empty = random weights (plumbing only)."),
+              "Checkpoint (.pth of the original training or .safetensors); empty = random weights, refused unless "
+              "model.allow_random_weights is true."),
+    ParamSpec("model.allow_random_weights", False,
+              "Run with random weights when model.checkpoint is empty (plumbing tests, benchmarks); false: an empty "
+              "checkpoint is fatal, so a vehicle never publishes random boxes."),
     ParamSpec("model.device", "auto", "Torch device: auto (cuda if available, else cpu), cpu, cuda or cuda:N."),
     ParamSpec("model.precision", "fp32", "fp16 enables CUDA autocast; ignored on cpu.", choices=("fp32", "fp16")),
     ParamSpec("model.warmup_iters", 1, "Dummy forward passes at start-up.", bounds=(0, 20)),
@@ -134,6 +138,7 @@ class NodeParams:
     autostart: bool
     model_config: str
     model_checkpoint: str
+    allow_random_weights: bool
     model_device: str
     model_fp16: bool
     model_warmup_iters: int
@@ -229,6 +234,7 @@ def validate(values: Mapping[str, Any], num_cameras: int = 6) -> NodeParams:
         autostart=v["autostart"],
         model_config=v["model.config"],
         model_checkpoint=v["model.checkpoint"],
+        allow_random_weights=v["model.allow_random_weights"],
         model_device=v["model.device"],
         model_fp16=v["model.precision"] == "fp16",
         model_warmup_iters=v["model.warmup_iters"],

@@ -69,6 +69,8 @@ def node_arguments(params: Mapping[str, object], num_views: int) -> list[str]:
     """``python`` arguments starting aqr_node with the shipped parameters, ``params`` overrides, and its
     inputs remapped onto the rig publisher's topics."""
     args = ["-m", "aqr_ros.ros.node", "--ros-args", "--params-file", str(params_file())]
+    if not params.get("model.checkpoint"):  # the benchmarks' and the demo's fallback: knowingly random weights
+        args += ["-p", "model.allow_random_weights:=true"]
     for name, value in params.items():
         args += ["-p", f"{name}:={value}"]
     args += ["-r", "~/input/pointcloud:=/lidar_top/points"]
