@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -111,3 +112,14 @@ def test_an_empty_checkpoint_is_fatal_unless_random_weights_are_allowed():
     assert code == 1, out
     assert "FATAL" in out and "'model.checkpoint': empty, so the model would run on RANDOM weights" in out
     assert "model.allow_random_weights" in out and "loading model" not in out
+
+
+def test_help_lists_parameters_and_topics_without_building_the_model():
+    from aqr_ros.ros.params import SPECS
+
+    proc = subprocess.run([sys.executable, "-m", "aqr_ros.ros.node", "--help"], capture_output=True, text=True,
+                          timeout=60, cwd=str(REPO))
+    assert proc.returncode == 0, proc.stderr
+    assert all(f"  {spec.name} (default " in proc.stdout for spec in SPECS)
+    assert "~/input/pointcloud" in proc.stdout and "~/output/detections" in proc.stdout
+    assert "loading model" not in proc.stdout + proc.stderr

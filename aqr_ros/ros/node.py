@@ -47,7 +47,8 @@ from aqr_ros.ros.diagnostics import FrameReport, FusionDiagnostics, frame_timing
 from aqr_ros.ros.from_msg import (ConversionError, camera_info_lens, compressed_to_bgr, image_to_bgr,
                                   pointcloud2_to_array)
 from aqr_ros.ros.markers import build_detection_array, build_label_info, build_markers
-from aqr_ros.ros.params import SPEC_BY_NAME, NodeParams, ParameterError, declare_all, dynamic_update, validate
+from aqr_ros.ros.params import (SPEC_BY_NAME, SPECS, NodeParams, ParameterError, declare_all, dynamic_update,
+                                validate)
 from aqr_ros.ros.sync import FrameBundle, LidarTriggeredSync, Push, SyncConfig
 from aqr_ros.ros.tf_source import TfSource, TfUnavailableError
 from aqr_ros.ros.to_msg import image_from_array, nanoseconds_from_stamp, query_weights_cloud
@@ -848,6 +849,40 @@ def _interrupted_start_up() -> int:
     return 0
 
 
+#: The node's topics as ``--help`` lists them (relative names are remapped with ``-r <name>:=<topic>``).
+TOPICS = (
+    ("in", "~/input/pointcloud", "sensor_msgs/PointCloud2"),
+    ("in", "~/input/camera{i}/image (or .../image/compressed)", "sensor_msgs/Image (CompressedImage), i = 0..5"),
+    ("in", "~/input/camera{i}/camera_info", "sensor_msgs/CameraInfo"),
+    ("in", "/tf, /tf_static", "tf2"),
+    ("out", "~/output/detections", "vision_msgs/Detection3DArray"),
+    ("out", "~/output/objects", "autoware_perception_msgs/DetectedObjects (output.detected_objects)"),
+    ("out", "~/output/markers", "visualization_msgs/MarkerArray"),
+    ("out", "~/output/label_info", "vision_msgs/LabelInfo"),
+    ("out", "~/debug/weight_map/bev, ~/debug/weight_map/camera{i}", "sensor_msgs/Image"),
+    ("out", "~/debug/aqr_weights", "sensor_msgs/PointCloud2"),
+    ("out", "~/debug/timings", "diagnostic_msgs/DiagnosticArray"),
+    ("out", "/diagnostics", "diagnostic_msgs/DiagnosticArray"),
+)
+
+
+def usage() -> str:
+    """``--help`` text: how to run the node, its parameters with defaults, and its topics."""
+    lines = ["usage: ros2 run aqr_ros aqr_node --ros-args [--params-file FILE] [-p NAME:=VALUE] "
+             "[-r FROM:=TO] [--log-level LEVEL]",
+             "",
+             "AQR-CMT LiDAR + 6-camera 3D detector, a lifecycle node (autostart configures and activates it).",
+             "",
+             "parameters (read-only unless marked dynamic):"]
+    for spec in SPECS:
+        flag = ", dynamic" if spec.dynamic else ""
+        lines.append(f"  {spec.name} (default {spec.default!r}{flag})")
+        lines.append(f"      {spec.description}")
+    lines += ["", "topics:"]
+    lines += [f"  {direction:<4}{name}  [{kind}]" for direction, name, kind in TOPICS]
+    return "\n".join(lines)
+
+
 def main(args: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``ros2 run aqr_ros aqr_node``.
 
@@ -855,6 +890,11 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     managed node goes through error processing to unconfigured instead and keeps serving its lifecycle); 0 on
     Ctrl-C, also during start-up.
     """
+    own = list(sys.argv[1:] if args is None else args)
+    own = own[:own.index("--ros-args")] if "--ros-args" in own else own
+    if "-h" in own or "--help" in own:  # answered before anything heavy is imported or built
+        print(usage())
+        return 0
     rclpy.init(args=args)
     try:
         node = AqrNode()

@@ -39,8 +39,12 @@ def child_env(domain_id: int | None) -> tuple[dict[str, str], str]:
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(share_path("config", "fastdds_large_data.xml"))
     paths = [str(IMPORT_ROOT)]
     note = "tf2_ros from the ROS 2 install"
-    if importlib.util.find_spec("tf2_ros") is None:
-        checkout = source_root()
+    found = importlib.util.find_spec("tf2_ros")
+    checkout = source_root()
+    doubles = checkout / "test" / "doubles" if checkout is not None else None
+    if found is not None and doubles is not None and Path(found.origin or "").is_relative_to(doubles):
+        note = "tf2_ros TEST DOUBLE from test/doubles (no ROS 2 install provides tf2_ros here)"
+    elif found is None:
         if checkout is None:
             note = "NO tf2_ros: no ROS 2 install provides it and an installed aqr_ros has no test double"
         else:
