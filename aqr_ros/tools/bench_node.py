@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,25 @@ GOAL_ROS_SIDE_GPU_FRACTION = 0.10
 GOAL_FLOOD_RATIO = 1.5
 #: Stages that are not ROS-side work: the forward pass and its sub-stages, and the queueing wait.
 _NON_ROS_STAGES = ("model", "wait")
+
+
+#: Longest wait (s) after the last cloud for a first frame to finish (a CPU frame of the real config takes seconds).
+FIRST_FRAME_WAIT_S = 120.0
+
+
+def wait_for_frames_in_flight(executor: Any, published: Callable[[], int], frame_ms: Callable[[], float]) -> None:
+    """Spin until no frame has finished for twice the slowest frame (at least 5 s), or FIRST_FRAME_WAIT_S
+    without any, so the frame in the model when the last cloud arrived is counted, not cut off."""
+    start = last_change = time.monotonic()
+    seen = published()
+    while True:
+        executor.spin_once(timeout_sec=0.05)
+        now = time.monotonic()
+        if published() != seen:
+            seen, last_change = published(), now
+        quiet = max(5.0, 2.0 * frame_ms() / 1e3)
+        if (seen and now - last_change > quiet) or (not seen and now - start > FIRST_FRAME_WAIT_S):
+            return
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -128,9 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          env, args.out / "rig_publisher.log")
         while rig_proc.poll() is None:
             executor.spin_once(timeout_sec=0.05)
-        settle = time.monotonic() + 5.0
-        while time.monotonic() < settle:
-            executor.spin_once(timeout_sec=0.05)
+        wait_for_frames_in_flight(executor, lambda: len(stage_samples),
+                                  lambda: max((s.get("model", 0.0) for s in stage_samples.values()), default=0.0))
     finally:
         stop(rig_proc)
         stop(node_proc)
@@ -143,7 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"latency cloud stamp -> detections received: p50 {_percentile(latencies, 50):.1f} ms, "
           f"p99 {_percentile(latencies, 99):.1f} ms")
     if not stage_samples:
-        print("no per-stage samples (no frame was published)")
+        print(f"no frame finished: the model did not complete one within {FIRST_FRAME_WAIT_S:.0f} s after the last "
+              "cloud. On a CPU the real config takes 5-15 s per frame: try --config test/configs/tiny.yaml, or "
+              "--device cuda; see the node's log in " + str(args.out / "aqr_node.log"))
         return 1
     names = list(next(iter(stage_samples.values())))
     print(f"per-stage times, median of {len(stage_samples)} frames (node diagnostics):")
