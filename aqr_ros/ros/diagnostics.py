@@ -163,10 +163,15 @@ class FusionDiagnostics:
                 self._frame = report
             self._counts["skipped"] += 1
 
-    def count(self, what: str, value: Optional[int] = None) -> None:
-        """Add one to the counter ``what`` ("resets"), or set it (``dropped`` comes from the synchronizer)."""
+    def count_reset(self) -> None:
+        """Count a time reset (a stamp jumped back)."""
         with self._lock:
-            self._counts[what] = self._counts[what] + 1 if value is None else value
+            self._counts["resets"] += 1
+
+    def set_dropped(self, dropped: int) -> None:
+        """The synchronizer's count of clouds replaced before processing."""
+        with self._lock:
+            self._counts["dropped"] = dropped
 
     def worker_error(self, summary: str) -> int:
         """Count an unexpected error of the worker; returns the count so far."""

@@ -178,6 +178,10 @@ class AqrNode(LifecycleNode):
         self._warn_unknown_parameters()
         self.params: Optional[NodeParams] = None
         self.model: Optional["AqrCmt"] = None
+        self.device = torch.device("cpu")
+        self.tf: Optional[TfSource] = None
+        #: Publishers configure made (all lifecycle ones); cleanup destroys them.
+        self._publishers_made: list[LifecyclePublisher] = []
         #: Why the last configure failed (for the fatal line of an autostarted node).
         self.configure_error = ""
         #: Why the worker stopped for good (unrecoverable error); handled once by :meth:`_check_failure`.
@@ -242,8 +246,7 @@ class AqrNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop the worker and the subscriptions; a worker that failed for good makes this an error transition."""
-        self.stop_worker()
-        self._destroy_subscriptions()
+        self._stop_processing()
         self.diag.set_state("inactive", time.monotonic())
         if self._failure:
             self.get_logger().error(f"deactivated after an unrecoverable error: {self._failure}")
@@ -257,15 +260,13 @@ class AqrNode(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Stop everything from any state."""
-        self.stop_worker()
-        self._destroy_subscriptions()
+        self._stop_processing()
         self._release()
         return super().on_shutdown(state)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         """Error processing: stop and release everything, back to unconfigured (a manager may configure again)."""
-        self.stop_worker()
-        self._destroy_subscriptions()
+        self._stop_processing()
         self._release()
         self.get_logger().error("error processing: node released, now unconfigured")
         return TransitionCallbackReturn.SUCCESS
@@ -332,16 +333,15 @@ class AqrNode(LifecycleNode):
 
     def _release(self) -> None:
         """Drop what configure created; the model's GPU memory goes back to the device. The diagnostics stay."""
-        for pub in getattr(self, "_publishers_made", []):
+        for pub in self._publishers_made:
             self.destroy_lifecycle_publisher(pub)
         self._publishers_made = []
         if self.diag is not None:
             self.diag.set_state("unconfigured", time.monotonic())
-        tf = getattr(self, "tf", None)
-        if tf is not None:
-            tf.close()
+        if self.tf is not None:
+            self.tf.close()
             self.tf = None
-        on_gpu = self.model is not None and getattr(self, "device", torch.device("cpu")).type == "cuda"
+        on_gpu = self.model is not None and self.device.type == "cuda"
         self.model = None
         self.params = None
         if on_gpu:
@@ -367,7 +367,6 @@ class AqrNode(LifecycleNode):
             self._publishers_made.append(pub)
             return pub
 
-        self._publishers_made: list[Any] = []
         self.detections_pub = managed(Detection3DArray, "~/output/detections")
         self.markers_pub = managed(MarkerArray, "~/output/markers")
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -417,7 +416,9 @@ class AqrNode(LifecycleNode):
             for i in range(views)]
         self._input_subs = [self.cloud_sub, *self.image_subs, *self.info_subs]
 
-    def _destroy_subscriptions(self) -> None:
+    def _stop_processing(self) -> None:
+        """Stop the worker, then the input subscriptions (deactivate, shutdown, error processing)."""
+        self.stop_worker()
         for sub in self._input_subs:
             self.destroy_subscription(sub)
         self._input_subs = []
@@ -467,7 +468,7 @@ class AqrNode(LifecycleNode):
             self._reject(topic, "stamp not newer than the previous cloud (out of order)")
         elif result is Push.RESET:
             self._reset_pending.set()
-            self.diag.count("resets")
+            self.diag.count_reset()
             if self._due(f"{topic} reset", "time jumped back"):
                 self.get_logger().warning(f"time jumped back on {topic} (bag loop, or two sources with skewed "
                                           "clocks?): resetting buffers, sweeps and tf cache")
@@ -770,7 +771,7 @@ class AqrNode(LifecycleNode):
             return
         now = time.monotonic()
         if self.params is not None:
-            self.diag.count("dropped", self.sync.dropped)
+            self.diag.set_dropped(self.sync.dropped)
         self.diagnostics_pub.publish(self.diag.array(Header(stamp=self.get_clock().now().to_msg()), now))
         for topic, what in self.diag.silent_inputs(now):
             if self._due(f"silent {topic}", what, SILENT_WARN_PERIOD_S):
@@ -793,7 +794,7 @@ class AqrNode(LifecycleNode):
         """Stop the worker thread; a frame still in the model gets WORKER_STOP_S, then the thread is abandoned."""
         self._stop.set()
         worker, self._worker = self._worker, None
-        if worker is None or worker is threading.current_thread():
+        if worker is None:
             return
         worker.join(timeout=WORKER_STOP_S)
         if worker.is_alive():
@@ -892,7 +893,7 @@ def main(args: Optional[Sequence[str]] = None) -> int:
     """
     own = list(sys.argv[1:] if args is None else args)
     own = own[:own.index("--ros-args")] if "--ros-args" in own else own
-    if "-h" in own or "--help" in own:  # answered before anything heavy is imported or built
+    if "-h" in own or "--help" in own:  # answered before rclpy starts or a model is built
         print(usage())
         return 0
     rclpy.init(args=args)

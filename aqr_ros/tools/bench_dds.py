@@ -96,15 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return listen(args.listen)
 
     sizes = [int(float(s) * 1e6) for s in args.sizes_mb.split(",")]
-    env = dict(os.environ, ROS_DOMAIN_ID=str(args.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     profile = None if args.profile == "none" else args.profile or str(share_path("config", "fastdds_large_data.xml"))
-    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    # The publisher (this process) and the subscriber (its child) use the same settings.
+    os.environ.update(ROS_DOMAIN_ID=str(args.domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     if profile:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
-    os.environ.clear()
-    os.environ.update(env)  # the publisher (this process) uses the same settings as the subscriber
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
     duration = len(sizes) * 2 * args.count / args.hz + 2 * LINGER_S + 5.0
-    child = subprocess.Popen([sys.executable, "-m", "aqr_ros.tools.bench_dds", "--listen", str(duration)], env=env,
+    child = subprocess.Popen([sys.executable, "-m", "aqr_ros.tools.bench_dds", "--listen", str(duration)],
                              stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     child.stdout.readline()  # "listening"

@@ -38,6 +38,16 @@ _NON_ROS_STAGES = ("model", "wait")
 FIRST_FRAME_WAIT_S = 120.0
 
 
+def wait_for_node(listener: Any, node_proc: Any, log: Path, pause: Callable[[], None]) -> bool:
+    """Wait until the node under test publishes its detections topic; False (said) when it exited first."""
+    while listener.count_publishers(f"{NODE}/output/detections") == 0:
+        pause()
+        if node_proc.poll() is not None:
+            print(f"aqr_node exited with code {node_proc.returncode}; see {log}")
+            return False
+    return True
+
+
 def wait_for_frames_in_flight(executor: Any, published: Callable[[], int], frame_ms: Callable[[], float]) -> None:
     """Spin until no frame has finished for twice the slowest frame (at least 5 s), or FIRST_FRAME_WAIT_S
     without any, so the frame in the model when the last cloud arrived is counted, not cut off."""
@@ -137,11 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     node_proc = spawn(node_arguments(params, views), env, args.out / "aqr_node.log")
     rig_proc = None
     try:
-        while listener.count_publishers(f"{NODE}/output/detections") == 0:
-            executor.spin_once(timeout_sec=0.2)
-            if node_proc.poll() is not None:
-                print(f"aqr_node exited with code {node_proc.returncode}; see {args.out / 'aqr_node.log'}")
-                return 1
+        if not wait_for_node(listener, node_proc, args.out / "aqr_node.log", lambda: executor.spin_once(timeout_sec=0.2)):
+            return 1
         print("rendering the rig sequence before publishing ...")
         rig_proc = spawn(["-m", "aqr_ros.tools.rig_publisher", "--frames", str(frames), "--rate", str(rate),
                           "--live-stamps", "--wait-for-subscribers", "1", "--linger", "2"],
@@ -193,7 +200,6 @@ def run_flood(args: argparse.Namespace, params: dict[str, object], views: int, e
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import SingleThreadedExecutor
-    from vision_msgs.msg import Detection3DArray
 
     from aqr_ros.tools.flood import FloodPublisher
 
@@ -226,11 +232,8 @@ def run_flood(args: argparse.Namespace, params: dict[str, object], views: int, e
     node_proc = spawn(node_arguments(params, views), env, args.out / "aqr_node.log")
     try:
         spinner.start()
-        while listener.count_publishers(f"{NODE}/output/detections") == 0:
-            time.sleep(0.2)
-            if node_proc.poll() is not None:
-                print(f"aqr_node exited with code {node_proc.returncode}; see {args.out / 'aqr_node.log'}")
-                return 1
+        if not wait_for_node(listener, node_proc, args.out / "aqr_node.log", lambda: time.sleep(0.2)):
+            return 1
         for name, hz, seconds in (("warm-up", args.idle_hz, 2.0 / args.idle_hz),
                                   ("idle", args.idle_hz, max(args.duration, 8.0 / args.idle_hz)),
                                   ("settle", args.idle_hz, 2.0 / args.idle_hz)):
