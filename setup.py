@@ -43,6 +43,11 @@ setup(
             "aqr_checkpoint = aqr_ros.tools.checkpoint:main",
             "aqr_train_rig = aqr_ros.tools.train_rig:main",
             "aqr_evaluate_rig = aqr_ros.tools.evaluate_rig:main",
+            "aqr_doctor = aqr_ros.tools.doctor:main",
+            "aqr_nuscenes_to_bag = aqr_ros.tools.nuscenes_to_bag:main",
+            "aqr_nuscenes_export = aqr_ros.tools.nuscenes_export:main",
+            "aqr_run_bag = aqr_ros.tools.run_bag:main",
+            "aqr_evaluate_nuscenes = aqr_ros.tools.evaluate_nuscenes:main",
         ],
     },
 )

@@ -10,6 +10,8 @@ Arguments override the parameter file only when given (``aqr_ros.ros.launch_args
 
 Every input is remapped from the node's ``~/input/...`` names: the LiDAR from ``lidar_topic``, camera i from
 ``<camera_namespaces[i]>/<image_suffix>`` and ``<camera_namespaces[i]>/camera_info`` (image_pipeline layout).
+With ``rviz:=true``, rviz2 gets ``config/aqr.rviz`` rewritten (into a temporary file) for the node's ``namespace``,
+the ``lidar_topic`` and ``rviz_fixed_frame``.
 """
 
 import os
@@ -21,25 +23,13 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import LifecycleNode, Node
 
-from aqr_ros.ros.launch_args import CHOICES, PARAMETER_ARGUMENTS, compressed_images, node_overrides
+from aqr_ros.ros.launch_args import (CHOICES, DEFAULT_CAMERAS, NODE_NAME, PARAMETER_ARGUMENTS, TEMPLATE_FIXED_FRAME,
+                                     camera_remaps, compressed_images, node_overrides, node_path, write_rviz_config)
 
-DEFAULT_CAMERAS = "/cam_front,/cam_front_right,/cam_front_left,/cam_back,/cam_back_left,/cam_back_right"
 
 
 def _share(*parts: str) -> str:
     return os.path.join(get_package_share_directory("aqr_ros"), *parts)
-
-
-def camera_remaps(camera_namespaces: str, image_suffix: str, compressed: bool) -> list[tuple[str, str]]:
-    """Remappings of ``~/input/camera{i}/...`` for a comma-separated list of camera namespaces."""
-    names = [n.strip().rstrip("/") for n in camera_namespaces.strip("[] ").split(",") if n.strip()]
-    image = "image/compressed" if compressed else "image"
-    suffix = f"{image_suffix}/compressed" if compressed else image_suffix
-    remaps = []
-    for i, ns in enumerate(names):
-        remaps.append((f"~/input/camera{i}/{image}", f"{ns}/{suffix}"))
-        remaps.append((f"~/input/camera{i}/camera_info", f"{ns}/camera_info"))
-    return remaps
 
 
 def _node(context: LaunchContext) -> list[LifecycleNode]:
@@ -51,10 +41,21 @@ def _node(context: LaunchContext) -> list[LifecycleNode]:
     remaps = [("~/input/pointcloud", value("lidar_topic"))]
     remaps += camera_remaps(value("camera_namespaces"), value("image_suffix"), compressed)
     return [LifecycleNode(
-        package="aqr_ros", executable="aqr_node", name="aqr_node", namespace=value("namespace"),
+        package="aqr_ros", executable="aqr_node", name=NODE_NAME, namespace=value("namespace"),
         parameters=[value("params_file"), node_overrides(given)], remappings=remaps, output="screen",
         ros_arguments=["--log-level", value("log_level")],
     )]
+
+
+def _rviz(context: LaunchContext) -> list[Node]:
+    """rviz2 with the shipped layout rewritten for this node's namespace, the LiDAR topic and the fixed frame."""
+    def value(name: str) -> str:
+        return LaunchConfiguration(name).perform(context)
+
+    layout = write_rviz_config(_share("config", "aqr.rviz"), node_path(value("namespace")),
+                               value("rviz_fixed_frame"), value("lidar_topic"))
+    return [Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", str(layout)],
+                 parameters=[{"use_sim_time": value("use_sim_time") == "true"}], output="log")]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -80,7 +81,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=CHOICES["use_sim_time"],
                               description="use /clock (bag replay)"),
         DeclareLaunchArgument("rviz", default_value="false", choices=CHOICES["rviz"],
-                              description="start rviz2 with config/aqr.rviz"),
+                              description="start rviz2 with config/aqr.rviz, rewritten for this node's namespace"),
+        DeclareLaunchArgument("rviz_fixed_frame", default_value=TEMPLATE_FIXED_FRAME,
+                              description="rviz2's fixed frame (tf must link it to the cloud's frame), e.g. "
+                                          "your LiDAR's frame, base_link or odom"),
         DeclareLaunchArgument("log_level", default_value="info", choices=CHOICES["log_level"],
                               description="node log level"),
         DeclareLaunchArgument("autostart", default_value="", choices=CHOICES["autostart"],
@@ -91,14 +95,11 @@ def generate_launch_description() -> LaunchDescription:
                                           "config/fastdds_large_data.xml, loopback only); empty: the middleware "
                                           "settings of the environment stand"),
     ]
-    rviz = Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", _share("config", "aqr.rviz")],
-                parameters=[{"use_sim_time": LaunchConfiguration("use_sim_time")}],
-                condition=IfCondition(LaunchConfiguration("rviz")), output="log")
     return LaunchDescription([
         *args,
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", LaunchConfiguration("fastdds_profile"),
                                condition=IfCondition(PythonExpression(["'", LaunchConfiguration("fastdds_profile"),
                                                                       "' != ''"]))),
         OpaqueFunction(function=_node),
-        rviz,
+        OpaqueFunction(function=_rviz, condition=IfCondition(LaunchConfiguration("rviz"))),
     ])

@@ -19,7 +19,7 @@ from launch_ros.event_handlers import OnStateTransition
 
 PASSED_THROUGH = ("params_file", "checkpoint", "model_config", "device", "lidar_axes", "output_frame", "fixed_frame",
                   "namespace", "lidar_topic", "camera_namespaces", "image_suffix", "compressed", "log_level",
-                  "fastdds_profile", "autostart")
+                  "fastdds_profile", "autostart", "rviz_fixed_frame")
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -38,6 +38,8 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("bag", description="rosbag2 folder or file to play"),
         DeclareLaunchArgument("rate", default_value="1.0", description="playback rate"),
         DeclareLaunchArgument("rviz", default_value="true", description="start rviz2"),
+        DeclareLaunchArgument("rviz_fixed_frame", default_value="lidar_top",
+                              description="rviz2's fixed frame (tf must link it to the cloud's frame)"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "aqr.yaml")),
         DeclareLaunchArgument("checkpoint", default_value=""),
         DeclareLaunchArgument("model_config", default_value=""),

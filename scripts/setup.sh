@@ -4,13 +4,15 @@
 # Creates or updates a virtual environment with a real ROS 2 Kilted core from the PyPI wheels
 # (rclpy with Fast DDS, message packages, colcon, the rosidl toolchain), torch and the Python
 # tools; makes that environment an ament/colcon underlay; and builds the test-only interface
-# packages under test/interfaces (vision_msgs, tf2_msgs, autoware_perception_msgs) into it.
+# packages under test/interfaces (vision_msgs, tf2_msgs, autoware_perception_msgs) into it;
+# and a separate venv with nuscenes-devkit (numpy<2) for aqr_evaluate_nuscenes.
 # Idempotent: a second run only checks stamps and changes nothing.
 #
 # Usage: scripts/setup.sh [--cuda]
 #   --cuda   install a CUDA build of torch 2.13.0 from PyPI instead of the local CPU wheel
 # Environment: AQR_VENV (default: <repo>/.venv), AQR_PYTHON (default: python3.11),
-#              AQR_TORCH_WHEEL_DIR (folder holding the CPU torch wheel, default: /opt/wheels).
+#              AQR_TORCH_WHEEL_DIR (folder holding the CPU torch wheel, default: /opt/wheels),
+#              AQR_EVAL_VENV (the devkit's venv, default: <venv>/eval).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +25,7 @@ TORCH_MODE="cpu"
 for arg in "$@"; do
   case "$arg" in
     --cuda) TORCH_MODE="cuda" ;;
-    -h|--help) sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "setup.sh: unknown option '$arg' (accepted: --cuda, --help)" >&2; exit 2 ;;
   esac
 done
@@ -55,6 +57,39 @@ REQUIREMENTS=(
   "ros-rosidl-core-generators==0.3.1"
   "ros-ament-cmake-include-directories==2.7.3"
   "ros-ament-cmake-ros-core==0.14.5"
+)
+
+# The nuScenes devkit's evaluation environment (its own venv: the devkit pins numpy<2), fully pinned.
+EVAL_VENV="${AQR_EVAL_VENV:-$VENV/eval}"
+EVAL_REQUIREMENTS=(
+  "nuscenes-devkit==1.2.0"
+  "numpy==1.26.4"
+  "cachetools==8.0.2"
+  "cloudpickle==3.1.3"
+  "contourpy==1.3.3"
+  "cycler==0.12.1"
+  "descartes==1.1.0"
+  "fire==0.7.1"
+  "fonttools==4.68.0"
+  "joblib==1.6.0"
+  "kiwisolver==1.5.1"
+  "matplotlib==3.11.2"
+  "narwhals==2.29.0"
+  "opencv-python-headless==4.11.0.86"
+  "packaging==26.4"
+  "parameterized==0.9.0"
+  "pillow==13.0.0"
+  "pycocotools==2.0.11"
+  "pyparsing==3.3.3"
+  "pyquaternion==0.9.9"
+  "python-dateutil==4.0.0"
+  "scikit-learn==1.9.1"
+  "scipy==1.17.1"
+  "shapely==2.0.7"
+  "termcolor==3.3.0"
+  "threadpoolctl==3.8.0"
+  "tqdm==4.70.1"
+  "tzdata==2026.6"
 )
 
 STEP="start"
@@ -203,6 +238,24 @@ else
     fail "colcon could not build the interface packages under test/interfaces (logs: $IFACE_WS/log)"
   fi
   echo "$iface_hash" > "$IFACE_STAMP"
+fi
+
+STEP="nuScenes devkit evaluation environment $EVAL_VENV"
+# nuscenes-devkit 1.2.0 requires numpy<2, aqr_ros numpy 2: the devkit gets its own venv, which
+# aqr_evaluate_nuscenes runs as a subprocess (docs: aqr_ros/tools/evaluate_nuscenes.py).
+EVAL_STAMP="$EVAL_VENV/.aqr_eval_requirements.sha256"
+eval_hash="$(printf '%s\n' "$PYTHON" "${EVAL_REQUIREMENTS[@]}" | sha_of)"
+if [ -f "$EVAL_STAMP" ] && [ "$(cat "$EVAL_STAMP")" = "$eval_hash" ] && [ -x "$EVAL_VENV/bin/python" ]; then
+  log "nuScenes devkit environment up to date"
+else
+  log "installing nuscenes-devkit 1.2.0 (numpy<2) into $EVAL_VENV"
+  rm -rf "$EVAL_VENV"
+  "$PYTHON" -m venv "$EVAL_VENV" || fail "could not create the devkit environment $EVAL_VENV"
+  "$EVAL_VENV/bin/python" -m pip install -q --disable-pip-version-check "${EVAL_REQUIREMENTS[@]}" \
+    || fail "pip could not install nuscenes-devkit and its pinned requirements into $EVAL_VENV"
+  "$EVAL_VENV/bin/python" -I -c 'import nuscenes.eval.detection.evaluate' \
+    || fail "$EVAL_VENV does not import nuscenes.eval.detection.evaluate"
+  echo "$eval_hash" > "$EVAL_STAMP"
 fi
 
 STEP="checking the environment"

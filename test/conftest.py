@@ -1,8 +1,10 @@
 """Shared pytest set-up: loopback-only ROS settings, imports from the source tree, child processes.
 
 Every ROS participant a test creates stays on loopback in a test domain and uses the large-message
-Fast DDS profile from config/. Tests marked ``ros`` need rclpy and the test interfaces built by
-scripts/setup.sh; ``gpu`` tests need CUDA.
+Fast DDS profile from config/. The run's domains start at a base (``AQR_TEST_DOMAIN_BASE``, else
+``ROS_DOMAIN_ID``, else 42): the base is the run's ROS_DOMAIN_ID, and ``ros_domain`` hands each module
+(or test) that starts nodes its own id after it, so two runs with bases far enough apart never meet. Tests
+marked ``ros`` need rclpy and the test interfaces built by scripts/setup.sh; ``gpu`` tests need CUDA.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DOUBLES_DIR = REPO_ROOT / "test" / "doubles"
 FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_large_data.xml"
 TEST_ROS_DOMAIN_ID = "42"
+pytest_plugins = ["nuscenes_fixtures", "nuscenes_bag_fixtures"]
+#: Highest ROS domain id: DDS derives UDP ports from it, and higher ids overflow the port range.
+MAX_DOMAIN_ID = 232
 
 # The source tree wins over any installed copy of aqr_ros (colcon test runs from the build space).
 if str(REPO_ROOT) in sys.path:
@@ -30,8 +35,48 @@ sys.path.insert(0, str(REPO_ROOT))
 if str(DOUBLES_DIR) not in sys.path:
     sys.path.append(str(DOUBLES_DIR))
 
+
+def domain_base(environ: Mapping[str, str]) -> int:
+    """The run's base ROS domain: ``AQR_TEST_DOMAIN_BASE``, else ``ROS_DOMAIN_ID``, else 42 (empty counts as unset)."""
+    for name in ("AQR_TEST_DOMAIN_BASE", "ROS_DOMAIN_ID"):
+        value = environ.get(name, "").strip()
+        if value:
+            break
+    else:
+        name, value = "default", TEST_ROS_DOMAIN_ID
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_DOMAIN_ID:
+        raise ValueError(f"{name}={value!r} is not a ROS domain id: give an integer in 0..{MAX_DOMAIN_ID}")
+    return int(value)
+
+
+class DomainPool:
+    """One test run's ROS domains: each new key gets the next id after ``base``, wrapping within 0..232.
+
+    A key asked for again gets its id again; no two keys share one, and the base itself (the run's ROS_DOMAIN_ID,
+    which child processes and plain ``rclpy.init()`` use) is never handed out.
+    """
+
+    def __init__(self, base: int) -> None:
+        if not 0 <= base <= MAX_DOMAIN_ID:
+            raise ValueError(f"domain base {base} is outside 0..{MAX_DOMAIN_ID}")
+        self.base = base
+        self._ids: dict[str, int] = {}
+
+    def __call__(self, key: str) -> int:
+        """The domain of ``key`` (e.g. a module's ``__name__``)."""
+        if key not in self._ids:
+            if len(self._ids) == MAX_DOMAIN_ID:
+                raise RuntimeError(f"all {MAX_DOMAIN_ID} test domains besides the base {self.base} are taken; "
+                                   f"cannot give {key!r} one of its own")
+            self._ids[key] = (self.base + 1 + len(self._ids)) % (MAX_DOMAIN_ID + 1)
+        return self._ids[key]
+
+
+#: ``ros_domain(__name__)`` (or ``f"{__name__}:<test>"``): the ROS domain of a module (or test) that starts nodes.
+ros_domain = DomainPool(domain_base(os.environ))
+
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("ROS_DOMAIN_ID", TEST_ROS_DOMAIN_ID)
+os.environ["ROS_DOMAIN_ID"] = str(ros_domain.base)
 os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(FASTDDS_PROFILE))
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 
@@ -49,6 +94,12 @@ def _missing_ros_module() -> str | None:
         except ModuleNotFoundError:
             return name
     return None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which ROS domains this run uses, so that a second run on the machine can keep clear of them."""
+    return (f"ROS domains: {ros_domain.base} (ROS_DOMAIN_ID) and the ids after it, one per module (or test) that "
+            "starts nodes (set AQR_TEST_DOMAIN_BASE or ROS_DOMAIN_ID at least 40 apart for runs at the same time)")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

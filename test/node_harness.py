@@ -2,7 +2,7 @@
 
 The test process plays a small sensor rig (the synthetic rig's calibration, half-resolution camera
 images, a fixed random cloud) through its own rclpy node and records every output of the node under
-test. Used by the ``test_node_*.py`` modules; each picks its own ROS_DOMAIN_ID.
+test. Used by the ``test_node_*.py`` modules; each takes its ROS domain from conftest's ``ros_domain``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ TINY_CONFIG = REPO / "test" / "configs" / "tiny.yaml"
 #: Camera images are sent at half the rig's resolution (the node must handle any resolution).
 IMAGE_SCALE = 0.5
 SEC = 1_000_000_000
+#: odom → base_link is also sent this far ahead of each frame, as a fast odometry source is: the node looks a
+#: cloud's pose up without waiting, and the /tf message of the frame's own stamp may be handled after the cloud.
+TF_LEAD_NS = 2 * SEC
 
 
 def node_command(namespace: str, params: dict[str, Any], remaps: dict[str, str]) -> list[str]:
@@ -261,9 +264,9 @@ class RigHarness:
         return image_from_array(self.images[i], "bgr8", self.rig.camera_frame_ids[i], stamp_msg(stamp_ns))
 
     def publish_odom(self, stamp_ns: int) -> None:
-        """odom → base_link (ego at the origin) at ``stamp_ns``."""
-        self.tf_pub.publish(TFMessage(transforms=[transform_stamped(np.eye(4), ODOM_FRAME, BASE_FRAME,
-                                                                    stamp_msg(stamp_ns))]))
+        """odom → base_link (ego standing at the origin) at ``stamp_ns`` and :data:`TF_LEAD_NS` later."""
+        self.tf_pub.publish(TFMessage(transforms=[transform_stamped(np.eye(4), ODOM_FRAME, BASE_FRAME, stamp_msg(t))
+                                                  for t in (stamp_ns, stamp_ns + TF_LEAD_NS)]))
 
     def publish_frame(self, stamp_ns: int, cameras: Sequence[int] = range(6), cloud: PointCloud2 | None = None,
                       images: dict[int, Any] | None = None, infos: dict[int, CameraInfo] | None = None) -> None:

@@ -52,3 +52,19 @@ def test_parameter_file_sets_only_declared_parameters_with_a_shipped_model():
     assert set(flat) <= set(SPEC_BY_NAME), sorted(set(flat) - set(SPEC_BY_NAME))
     assert flat["model.config"] == "", "the shipped params leave the model to the checkpoint"
     assert len(flat["sync.camera_offsets"]) == len(NUSCENES_CAMERAS)
+
+
+def test_package_xml_names_what_the_launch_files_and_the_rviz_layout_run():
+    import xml.etree.ElementTree as ElementTree
+
+    root = ElementTree.parse(REPO_ROOT / "package.xml").getroot()
+    exec_depends = {e.text for e in root.iter("exec_depend")}
+    # rviz:=true starts rviz2; bag_replay.launch.py runs `ros2 bag play` (ros2bag, with the storage plugins)
+    assert {"rviz2", "vision_msgs_rviz_plugins", "ros2bag", "rosbag2_storage_default_plugins", "launch_ros",
+            "python3-torch"} <= exec_depends
+    rviz = yaml.safe_load((REPO_ROOT / "config" / "aqr.rviz").read_text())
+    plugin_packages = {d["Class"].split("/")[0] for d in _displays(rviz)}
+    # rviz2 brings rviz_common and rviz_default_plugins; every other display plugin package must be a dependency.
+    assert plugin_packages - {"rviz_common", "rviz_default_plugins"} <= exec_depends, plugin_packages
+    # safetensors has no rosdep key: a made-up key would make `rosdep install` fail for every user
+    assert not any("safetensors" in name for name in exec_depends)

@@ -20,11 +20,12 @@ from aqr_ros.ros.tf_source import TfSource, transform_to_matrix
 from aqr_ros.ros.to_msg import stamp_from_seconds, transform_stamped
 from aqr_ros.tools.synthetic_rig import (BASE_FRAME, LIDAR_FRAME, LIDAR_PERIOD, ODOM_FRAME, EgoMotion, Scene,
                                         SyntheticRig, invert_rigid)
+from conftest import ros_domain
 from tf_fixtures import isolated_node, rot_z
 
 pytestmark = pytest.mark.ros
 
-DOMAIN_ID = 83
+DOMAIN_ID = ros_domain(__name__)
 #: ROS stamp of rig time 0.
 START = 1000.0
 SPEED, YAW_RATE = 15.0, 0.5

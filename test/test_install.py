@@ -18,12 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import ros_domain
+
 from aqr_ros.resources import ResourceError, share_dir, share_path, source_root
 
 pytestmark = pytest.mark.ros
 
 REPO = Path(__file__).resolve().parents[1]
-DOMAIN_ID = 88
+DOMAIN_ID = ros_domain(__name__)
 RIG_CONFIG = "aqr_cmt_rig_small"
 #: Seconds the node gets to load the rig model and log ``ready`` on two busy cores.
 READY_TIMEOUT = 60.0

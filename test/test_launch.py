@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aqr_ros.ros.launch_args import PARAMETER_ARGUMENTS, compressed_images, file_parameter, node_overrides
+from aqr_ros.ros.launch_args import (PARAMETER_ARGUMENTS, compressed_images, file_parameter, node_overrides, node_path,
+                                     rviz_config, write_rviz_config)
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = ("aqr.launch.py", "bag_replay.launch.py")
@@ -24,11 +25,12 @@ def _declared_arguments(path: Path) -> set[str]:
 def test_launch_files_declare_the_documented_arguments():
     node_args = _declared_arguments(REPO / "launch" / "aqr.launch.py")
     assert {"params_file", "checkpoint", "device", "namespace", "lidar_topic", "camera_namespaces", "image_suffix",
-            "use_sim_time", "rviz", "log_level", "lidar_axes", "output_frame", "fixed_frame",
+            "use_sim_time", "rviz", "rviz_fixed_frame", "log_level", "lidar_axes", "output_frame", "fixed_frame",
             "fastdds_profile"} <= node_args
     assert set(PARAMETER_ARGUMENTS) <= node_args
     bag_args = _declared_arguments(REPO / "launch" / "bag_replay.launch.py")
-    assert {"bag", "rate", "rviz", "checkpoint"} | set(PARAMETER_ARGUMENTS) <= bag_args
+    assert {"bag", "rate", "rviz", "rviz_fixed_frame", "namespace", "checkpoint"} | set(
+        PARAMETER_ARGUMENTS) <= bag_args
     text = (REPO / "launch" / "bag_replay.launch.py").read_text()
     assert '"--clock"' in text and '"use_sim_time": "true"' in text
     # Playback starts when the node reports active, not after a fixed delay a slow model load outruns.
@@ -68,6 +70,58 @@ def test_rviz_layout_shows_cloud_detections_and_seven_weight_maps():
     assert topics == ["/aqr_node/debug/weight_map/bev"] + [f"/aqr_node/debug/weight_map/camera{i}" for i in range(6)]
 
 
+def _rviz_topics(layout: dict) -> list[str]:
+    """Every display topic of an rviz layout."""
+    found = []
+    if isinstance(layout, dict):
+        if isinstance(layout.get("Topic"), dict):
+            found.append(layout["Topic"]["Value"])
+        for value in layout.values():
+            found += _rviz_topics(value)
+    elif isinstance(layout, list):
+        for value in layout:
+            found += _rviz_topics(value)
+    return found
+
+
+def test_node_path_joins_the_namespace_and_the_node_name():
+    assert node_path("") == node_path("/") == "/aqr_node"
+    assert node_path("vehicle") == node_path("/vehicle/") == "/vehicle/aqr_node"
+    assert node_path("/a/b", "det") == "/a/b/det"
+
+
+def test_rviz_layout_is_generated_for_the_node_path_the_lidar_topic_and_the_fixed_frame(tmp_path):
+    template = REPO / "config" / "aqr.rviz"
+    shipped = _rviz_topics(yaml.safe_load(template.read_text()))
+    node_topics = [t for t in shipped if t.startswith("/aqr_node/")]
+    assert len(node_topics) == 10  # markers, detections, AQR weights per query, 7 weight maps
+    layout = rviz_config(template, "/vehicle/perception/aqr_node", "base_link", "/sensing/lidar/points")
+    topics = _rviz_topics(layout)
+    assert len(topics) == len(shipped)
+    assert layout["Visualization Manager"]["Global Options"]["Fixed Frame"] == "base_link"
+    moved = [t for t in topics if t != "/sensing/lidar/points"]
+    assert len(moved) == len(topics) - 1 and all(t.startswith("/vehicle/perception/aqr_node/") for t in moved), topics
+    assert sorted(t[len("/vehicle/perception"):] for t in moved) == sorted(node_topics)
+    path = write_rviz_config(template, "/ns/aqr_node", "odom", folder=tmp_path)
+    assert path.parent == tmp_path and path.suffix == ".rviz"
+    written = yaml.safe_load(path.read_text())
+    assert written == rviz_config(template, "/ns/aqr_node", "odom")
+    assert "/lidar_top/points" in _rviz_topics(written) and written["Window Geometry"] == {"Height": 1000, "Width": 1600}
+    assert yaml.safe_load(template.read_text())["Visualization Manager"]["Global Options"]["Fixed Frame"] == "lidar_top"
+    bad = tmp_path / "bad.rviz"
+    bad.write_text("Panels: []\n")
+    with pytest.raises(ValueError, match="bad.rviz: not an rviz layout"):
+        rviz_config(bad, "/aqr_node", "map")
+
+
+def test_the_node_launch_starts_rviz_with_the_generated_layout():
+    text = (REPO / "launch" / "aqr.launch.py").read_text()
+    assert 'write_rviz_config(_share("config", "aqr.rviz"), node_path(value("namespace"))' in text
+    assert 'value("rviz_fixed_frame"), value("lidar_topic"))' in text
+    assert 'OpaqueFunction(function=_rviz, condition=IfCondition(LaunchConfiguration("rviz")))' in text
+    assert '"rviz_fixed_frame"' in (REPO / "launch" / "bag_replay.launch.py").read_text().split("PASSED_THROUGH")[1]
+
+
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name.replace(".", "_"), REPO / "launch" / name)
     module = importlib.util.module_from_spec(spec)
@@ -102,6 +156,8 @@ def test_launch_descriptions_build_with_launch_ros():
     for entity in description.entities:
         if isinstance(entity, DeclareLaunchArgument):
             entity.visit(context)
-    opaque = next(e for e in description.entities if isinstance(e, OpaqueFunction))
-    (node,) = opaque.execute(context)
+    node_function, rviz_function = [e for e in description.entities if isinstance(e, OpaqueFunction)]
+    (node,) = node_function.execute(context)
     assert node.node_executable == "aqr_node"
+    (rviz,) = rviz_function.execute(context)  # writes the generated layout
+    assert rviz.node_executable == "rviz2"

@@ -13,11 +13,12 @@ from sensor_msgs.msg import PointCloud2, PointField
 
 from aqr_ros.pipeline.boxes import to_ros_boxes, transform_boxes, transform_points
 from aqr_ros.ros.node import query_points
+from conftest import ros_domain
 from node_harness import SEC, TINY_CONFIG, RigHarness, node_command, ns_of, rig_remaps, start_node, stop_node
 
 pytestmark = pytest.mark.ros
 
-DOMAIN_ID = 68
+DOMAIN_ID = ros_domain(__name__)
 NUM_QUERIES = 100  # the tiny config's head.num_query
 TINY_RANGE = (-54.0, -54.0, -5.0, 54.0, 54.0, 3.0)
 START_NS = 1_700_000_000 * SEC

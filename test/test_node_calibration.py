@@ -6,11 +6,12 @@ never publishes anything, and the static transforms are sent only half way throu
 
 import pytest
 
+from conftest import ros_domain
 from node_harness import SEC, TINY_CONFIG, RigHarness, node_command, ns_of, rig_remaps, start_node, stop_node
 
 pytestmark = pytest.mark.ros
 
-DOMAIN_ID = 62
+DOMAIN_ID = ros_domain(__name__)
 START_NS = 1000 * SEC
 CAMERAS = (0, 1, 2, 4, 5)
 TIMEOUT = 60.0

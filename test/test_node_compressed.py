@@ -8,13 +8,14 @@ from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from sensor_msgs.msg import CompressedImage
 
+from conftest import ros_domain
 from node_harness import SEC, TINY_CONFIG, RigHarness, node_command, ns_of, start_node, stamp_msg, stop_node
 
 from aqr_ros.tools.synthetic_rig import CAMERA_NAMES
 
 pytestmark = pytest.mark.ros
 
-DOMAIN_ID = 66
+DOMAIN_ID = ros_domain(__name__)
 START_NS = 1_600_000_000 * SEC
 TIMEOUT = 60.0
 

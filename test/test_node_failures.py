@@ -12,12 +12,15 @@ import time
 
 import pytest
 
+from conftest import ros_domain
 from node_harness import SEC, TINY_CONFIG, RigHarness, node_command, rig_remaps, start_node, stop_node
 from aqr_ros.ros.node import MAX_OOM_FRAMES, unrecoverable
 
 pytestmark = pytest.mark.ros
 
-DOMAIN_ID = 91
+DOMAIN_ID = ros_domain(__name__)
+CUDA_DOMAIN_ID = ros_domain(f"{__name__}:cuda")
+CTRL_C_DOMAIN_ID = ros_domain(f"{__name__}:ctrl_c")
 PARAMS = {"model.config": str(TINY_CONFIG), "model.device": "cpu", "diag.period": 0.2, "model.warmup_iters": 0,
           "diag.stale_timeout": 600.0}
 
@@ -65,8 +68,8 @@ def test_ordinary_errors_are_logged_once_with_traceback_counted_and_the_next_fra
 
 
 def test_an_unrecoverable_cuda_error_stops_processing_with_error_status_and_exit_code_1():
-    log = _start({2}, "CUDA error: an illegal memory access was encountered", DOMAIN_ID + 1)
-    harness = RigHarness(DOMAIN_ID + 1, "")
+    log = _start({2}, "CUDA error: an illegal memory access was encountered", CUDA_DOMAIN_ID)
+    harness = RigHarness(CUDA_DOMAIN_ID, "")
     try:
         harness.publish_static_tf()
         first, _ = harness.publish_until_output(1_700_000_000 * SEC, 60, log)
@@ -96,8 +99,8 @@ def test_which_errors_end_processing():
 
 
 def test_ctrl_c_while_a_frame_is_in_the_model_exits_cleanly():
-    log = _start(set(), "never raised", DOMAIN_ID + 2)
-    harness = RigHarness(DOMAIN_ID + 2, "")
+    log = _start(set(), "never raised", CTRL_C_DOMAIN_ID)
+    harness = RigHarness(CTRL_C_DOMAIN_ID, "")
     try:
         harness.publish_static_tf()
         first, _ = harness.publish_until_output(1_700_000_000 * SEC, 60, log)

@@ -8,11 +8,13 @@ import pytest
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 
+from conftest import ros_domain
 from node_harness import SEC, TINY_CONFIG, RigHarness, node_command, rig_remaps, start_node, stop_node
 
 pytestmark = pytest.mark.ros
 
-DOMAIN_ID = 90
+DOMAIN_ID = ros_domain(__name__)
+FAILED_CONFIGURE_DOMAIN_ID = ros_domain(f"{__name__}:failed_configure")
 PARAMS = {"model.config": str(TINY_CONFIG), "model.device": "cpu", "autostart": "false", "diag.period": 0.2,
           "model.warmup_iters": 0, "score_threshold": 0.0}
 SERVICE_TIMEOUT_S = 120.0  # configure loads the model
@@ -109,8 +111,8 @@ def test_shutdown_finalizes_and_the_process_still_exits_cleanly(managed):
 
 def test_a_failed_configure_stays_unconfigured_names_the_parameter_and_keeps_serving(tmp_path):
     missing = tmp_path / "missing.safetensors"
-    log = start_node(node_command("", {**PARAMS, "model.checkpoint": str(missing)}, {}), DOMAIN_ID + 1)
-    harness = RigHarness(DOMAIN_ID + 1, "")
+    log = start_node(node_command("", {**PARAMS, "model.checkpoint": str(missing)}, {}), FAILED_CONFIGURE_DOMAIN_ID)
+    harness = RigHarness(FAILED_CONFIGURE_DOMAIN_ID, "")
     try:
         client = LifecycleClient(harness)
         assert not client.transition(Transition.TRANSITION_CONFIGURE)

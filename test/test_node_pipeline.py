@@ -2,7 +2,9 @@
 
 One node start serves the whole module: it runs in namespace /perception with its inputs remapped onto the
 harness topics under /rig. The fixture waits for the node to be up, and every test publishes the frames it
-checks (with ever newer stamps), so each test also runs alone.
+checks (with ever newer stamps), so each test also runs alone. A cloud waits for its six images up to
+``sync.wait_timeout`` of 1 s (not 50 ms): on a loaded machine an image published before the cloud may still reach
+the node after it, and would then be reported late.
 """
 
 import math
@@ -11,12 +13,13 @@ import numpy as np
 import pytest
 from visualization_msgs.msg import Marker
 
+from conftest import ros_domain
 from node_harness import (SEC, TINY_CONFIG, RigHarness, node_command, ns_of, rig_remaps, start_node, stamp_msg,
                           stop_node)
 
 pytestmark = pytest.mark.ros
 
-DOMAIN_ID = 61
+DOMAIN_ID = ros_domain(__name__)
 MAX_DETECTIONS = 7
 SCORE_THRESHOLD = 0.05
 MAX_POINTS = 30000
@@ -28,7 +31,7 @@ TIMEOUT = 60.0
 def setup():
     params = {"model.config": str(TINY_CONFIG), "model.device": "cpu", "max_detections": MAX_DETECTIONS,
               "score_threshold": SCORE_THRESHOLD, "input.max_points": MAX_POINTS, "diag.period": 0.2,
-              "tf.fixed_frame": "odom"}
+              "tf.fixed_frame": "odom", "sync.wait_timeout": 1.0}
     log = start_node(node_command("/perception", params, rig_remaps()), DOMAIN_ID)
     harness = RigHarness(DOMAIN_ID, "/perception")
     for rel in ("debug/weight_map/bev", "debug/weight_map/camera0", "debug/weight_map/camera5"):

@@ -6,11 +6,12 @@ weight-map images of the full-size model: 900 queries, a 128x128 BEV map and 20x
 
 import pytest
 
+from conftest import ros_domain
 from node_harness import SEC, RigHarness, node_command, ns_of, rig_remaps, start_node, stop_node
 
 pytestmark = pytest.mark.ros
 
-DOMAIN_ID = 64
+DOMAIN_ID = ros_domain(__name__)
 START_NS = 1_750_000_000 * SEC
 TIMEOUT = 300.0
 
@@ -44,7 +45,8 @@ def test_real_config_end_to_end():
         assert all(d.id == "" for d in det.detections)
         assert any(ns_of(m.header.stamp) == stamp for m in cam), "camera3 was never fused"
         b = next(m for m in bev if ns_of(m.header.stamp) == stamp)
-        assert (b.width, b.height) == (4 * 128, 4 * 128)  # 128x128 BEV map drawn at 4 px per cell
+        # the 128x128 BEV map at 4 px per cell (512 px) in its frame: title, colour bar and legend (588 px square)
+        assert (b.width, b.height) == (588, 588)
         c = next(m for m in cam if ns_of(m.header.stamp) == stamp)
         assert (c.width, c.height, c.header.frame_id) == (800, 450, "cam_back_optical")
         status = harness.wait_status(lambda s: s.get("frames published", "0") != "0", 30, "diagnostics", log)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from conftest import ros_domain
 from node_harness import REPO, SEC, RigHarness, node_command, ns_of, start_node, stop_node
 
 from aqr_ros.model import load_config
@@ -187,8 +188,7 @@ def evaluate_frames(received: list, rig: SyntheticRig, expected_frame: str) -> t
 @pytest.mark.parametrize("name", ["lidar_frame", "output_frame_base_link", "front_camera_dropped"])
 def test_trained_model_finds_the_nearby_cars(name, spawn_python, ros_env):
     case = CASES[name]
-    domain = 70 + list(CASES).index(name)
-    received, log, rig = run_case(case, domain, spawn_python, ros_env)
+    received, log, rig = run_case(case, ros_domain(f"{__name__}:{name}"), spawn_python, ros_env)
     frames, checks, lines = evaluate_frames(received, rig, case.params.get("output_frame", "lidar_top"))
     print("\n".join(lines))
     assert frames >= 2, f"only {frames} frames with a full sweep history were processed\n{log}"
@@ -199,7 +199,7 @@ def test_trained_model_finds_the_nearby_cars(name, spawn_python, ros_env):
 
 def test_wrong_lidar_axes_make_the_check_fail(spawn_python, ros_env):
     case = CASES["wrong_lidar_axes"]
-    received, log, rig = run_case(case, 74, spawn_python, ros_env)
+    received, log, rig = run_case(case, ros_domain(f"{__name__}:wrong_lidar_axes"), spawn_python, ros_env)
     frames, checks, lines = evaluate_frames(received, rig, "lidar_top")
     assert frames >= 2 and len(checks) >= frames, log
     # The same scene passes with the right axes (lidar_frame above); told the wrong ones, the node must fail it.

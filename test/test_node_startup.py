@@ -9,11 +9,12 @@ import time
 import pytest
 import torch
 
+from conftest import ros_domain
 from node_harness import REPO, TINY_CONFIG, node_command, start_node, stop_node
 
 pytestmark = pytest.mark.ros
 
-DOMAIN_ID = 63
+DOMAIN_ID = ros_domain(__name__)
 RIG_WEIGHTS = REPO / "models" / "weights" / "aqr_cmt_rig_small.safetensors"
 
 

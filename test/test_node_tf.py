@@ -11,14 +11,17 @@ from rclpy.time import Time
 
 from aqr_ros.ros.tf_source import TfSource, transform_to_matrix
 from aqr_ros.ros.to_msg import stamp_from_seconds, transform_stamped
+from conftest import ros_domain
 from tf_fixtures import isolated_node, rot_z
 
 pytestmark = pytest.mark.ros
 
+DOMAIN_ID = ros_domain(__name__)
+
 
 @pytest.fixture
 def node():
-    with isolated_node("tf_source_test", 67, parameter_overrides=[Parameter("use_sim_time", value=True)]) as n:
+    with isolated_node("tf_source_test", DOMAIN_ID, parameter_overrides=[Parameter("use_sim_time", value=True)]) as n:
         yield n
 
 

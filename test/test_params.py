@@ -27,11 +27,12 @@ def shipped_values(name="aqr.yaml"):
     return _flatten(data["/**"]["ros__parameters"])
 
 
-def test_nuscenes_preset_differs_in_the_axes_and_the_fixed_frame_only():
+def test_nuscenes_preset_differs_in_the_axes_fixed_frame_and_image_transport_only():
     default, nuscenes = shipped_values(), shipped_values("nuscenes.yaml")
-    assert {k for k in default if default[k] != nuscenes[k]} == {"input.lidar_axes", "tf.fixed_frame"}
+    assert {k for k in default if default[k] != nuscenes[k]} == {"input.lidar_axes", "tf.fixed_frame",
+                                                                  "input.compressed_images"}
     params = validate(nuscenes)
-    assert params.lidar_axes == "nuscenes_lidar_top" and params.fixed_frame == "map"
+    assert params.lidar_axes == "nuscenes_lidar_top" and params.fixed_frame == "map" and params.compressed_images
 
 
 def test_shipped_yaml_sets_every_declared_parameter_with_its_default():

@@ -133,10 +133,13 @@ def test_image_and_cloud_cross_processes_byte_for_byte(spawn_python, ros_env):
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image, PointCloud2
 
+    from conftest import ros_domain
+
+    domain = ros_domain(__name__)  # imported here: the publisher child runs this file without pytest's set-up
     topic_prefix = f"/aqr_test_{os.getpid()}/transport"
     received: dict[str, object] = {}
     context = Context()
-    rclpy.init(context=context)
+    rclpy.init(context=context, domain_id=domain)
     try:
         node = rclpy.create_node("aqr_transport_subscriber", context=context)
         node.create_subscription(
@@ -150,7 +153,8 @@ def test_image_and_cloud_cross_processes_byte_for_byte(spawn_python, ros_env):
         executor = SingleThreadedExecutor(context=context)
         executor.add_node(node)
         child = spawn_python(
-            [str(Path(__file__).resolve()), "--publish", topic_prefix, "60"], ros_env
+            [str(Path(__file__).resolve()), "--publish", topic_prefix, "60"],
+            {**ros_env, "ROS_DOMAIN_ID": str(domain)},
         )
         deadline = time.monotonic() + 45
         while len(received) < 2 and time.monotonic() < deadline and child.poll() is None:
@@ -184,13 +188,16 @@ def test_image_and_cloud_cross_processes_byte_for_byte(spawn_python, ros_env):
 @pytest.mark.ros
 def test_fastdds_profile_loads_without_xml_errors(spawn_python, ros_env, tmp_path):
     """Fast DDS parses the shipped profile silently and reports a broken copy (a live check)."""
+    from conftest import ros_domain
+
     probe = "import rclpy; rclpy.init(); rclpy.create_node('aqr_profile_probe'); rclpy.shutdown()"
     broken = tmp_path / "broken.xml"
     profile = Path(__file__).resolve().parent.parent / "config" / "fastdds_large_data.xml"
     broken.write_text(profile.read_text().replace("<segment_size>", "<segment_sise>", 1))
     outputs = {}
     for name, path in (("shipped", profile), ("broken", broken)):
-        child = spawn_python(["-c", probe], {**ros_env, "FASTDDS_DEFAULT_PROFILES_FILE": str(path)})
+        child = spawn_python(["-c", probe], {**ros_env, "ROS_DOMAIN_ID": str(ros_domain(__name__)),
+                                             "FASTDDS_DEFAULT_PROFILES_FILE": str(path)})
         outputs[name] = child.communicate(timeout=60)[0]
         assert child.returncode == 0 or name == "broken", outputs[name]
     assert "XMLPARSER" not in outputs["shipped"] and "Error" not in outputs["shipped"]

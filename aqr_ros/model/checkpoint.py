@@ -106,7 +106,8 @@ def _refusal(path: Path, reason: str) -> str:
 
 
 def _corrupt(path: Path, reason: object) -> str:
-    return f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or another format?): {reason}"
+    return (f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or another format?): {reason}. Accepted: "
+            ".safetensors written by aqr_ros, or the .pth of the original mmdet3d training")
 
 
 def _read_pickle(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -162,6 +163,8 @@ def read_checkpoint(path: str | Path) -> RawCheckpoint:
     A leading ``module.`` (a DDP wrapper) is stripped from the keys. Raises :class:`CheckpointError`.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file (give the .safetensors or .pth in it)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     suffix = path.suffix.lower()
@@ -202,6 +205,8 @@ def read_carried_config(path: str | Path) -> ModelConfig | None:
     path = Path(path)
     if path.suffix.lower() != SAFETENSORS_SUFFIX:
         return None
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file (give the .safetensors or .pth in it)")
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}")
     _, metadata = _read_safetensors(path, tensors=False)
@@ -431,6 +436,7 @@ def export_safetensors(raw: RawCheckpoint, path: str | Path, config: ModelConfig
     path = Path(path)
     if path.suffix != SAFETENSORS_SUFFIX:
         raise CheckpointError(f"{path}: the output file name must end in {SAFETENSORS_SUFFIX}")
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     metadata = {_META_KEY: json.dumps(raw.meta, default=str)}
@@ -441,5 +447,5 @@ def export_safetensors(raw: RawCheckpoint, path: str | Path, config: ModelConfig
     tensors = {k: v.detach().contiguous().clone() for k, v in raw.state_dict.items()}
     try:
         save_file(tensors, str(path), metadata=metadata)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:
         raise CheckpointError(f"{path}: cannot write: {exc}") from None

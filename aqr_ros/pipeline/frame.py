@@ -17,9 +17,9 @@ import torch
 from aqr_ros.model.config import ModelConfig
 from aqr_ros.pipeline.boxes import RosBoxes, select_detections, to_ros_boxes
 from aqr_ros.pipeline.calibration import axes_to_model, lidar2img, model_intrinsics, validate_intrinsics
+from aqr_ros.pipeline.pictures import bev_weight_picture, camera_weight_picture
 from aqr_ros.pipeline.preprocess import ImagePreprocessor, lidar2img_tensor, points_to_tensor
 from aqr_ros.pipeline.sweeps import SweepAccumulator, scale_intensity
-from aqr_ros.pipeline.weight_maps import bev_image, camera_overlay
 
 if TYPE_CHECKING:
     from aqr_ros.model.detector import Detections
@@ -177,12 +177,39 @@ class FrameAssembler:
             camera_weight=det.camera_weights.detach().cpu().numpy()[query].astype(np.float64),
         )
 
-    def bev_picture(self, bev_weight_map: np.ndarray, frame: FrameDetections) -> np.ndarray:
-        """RGB BEV weight-map picture (forward up) with the frame's detections drawn."""
-        return bev_image(bev_weight_map, frame.boxes_model, frame.labels, self.config.lidar.point_cloud_range,
-                         self.lidar_axes, vmax=self.config.aqr.max_weight_clamp, class_names=frame.class_names)
+    def bev_picture(self, bev_weight_map: np.ndarray, frame: FrameDetections,
+                    stamp_s: float | None = None) -> np.ndarray:
+        """RGB BEV weight-map picture (forward up, ego and LiDAR axes, range rings, the frame's detections) with
+        title (and ``stamp_s``), colour bar 0..``aqr.max_weight_clamp`` and legend."""
+        return bev_weight_picture(bev_weight_map, frame.boxes_model, frame.labels, frame.class_names,
+                                  self.config.lidar.point_cloud_range, self.lidar_axes,
+                                  self.config.aqr.max_weight_clamp, stamp_s)
 
-    def camera_picture(self, image_bgr: np.ndarray, camera_map: np.ndarray, alpha: float) -> np.ndarray:
-        """RGB camera image with its [h, w] weight map blended over the pixels the model saw."""
+    def camera_picture(
+        self,
+        image_bgr: np.ndarray,
+        camera_map: np.ndarray,
+        alpha: float,
+        view: int | None = None,
+        frame: FrameDetections | None = None,
+        lidar2img: np.ndarray | None = None,
+        stamp_s: float | None = None,
+    ) -> np.ndarray:
+        """RGB picture of camera ``view`` (None: unnamed in the title), the image's size: its [h, w] weight map
+        blended over the pixels the model saw, the frame's detections projected with the camera's 4x4 model-input
+        ``lidar2img`` (both or neither), title, colour bar and legend. Camera maps are only clamped with
+        ``aqr.postprocess_perspective``; without it the colour bar's top label reads ">=clamp"."""
+        names = self.config.image.camera_names
+        if view is not None and not 0 <= view < len(names):
+            raise ValueError(f"camera view {view} out of range 0..{len(names) - 1}")
+        if (frame is None) != (lidar2img is None):
+            raise ValueError("frame and lidar2img go together: both are needed to project the detections")
+        aqr = self.config.aqr
         transform = self.preprocessor.transform_for(*image_bgr.shape[:2])
-        return camera_overlay(image_bgr, camera_map, transform, vmax=self.config.aqr.max_weight_clamp, alpha=alpha)
+        title = "camera weight" if view is None else f"camera{view} ({names[view]}) camera weight"
+        if frame is None:
+            return camera_weight_picture(image_bgr, camera_map, transform, aqr.max_weight_clamp, alpha, title, stamp_s,
+                                         not aqr.postprocess_perspective)
+        return camera_weight_picture(image_bgr, camera_map, transform, aqr.max_weight_clamp, alpha, title, stamp_s,
+                                     not aqr.postprocess_perspective, frame.boxes_model, frame.labels, frame.scores,
+                                     frame.class_names, lidar2img)

@@ -69,12 +69,31 @@ WORKER_STOP_S = 5.0
 FAILURE_CHECK_S = 0.2
 #: Consecutive CUDA out-of-memory frames that stop processing.
 MAX_OOM_FRAMES = 3
+#: Seed of the random weights an empty checkpoint gives (model.allow_random_weights).
+RANDOM_WEIGHTS_SEED = 0
 #: Executor threads: callbacks only store messages; the model has its own thread budget (model.threads).
 EXECUTOR_THREADS = 2
 
 
 class StartupError(RuntimeError):
     """The node cannot start; the message names the parameter and the value at fault."""
+
+
+@dataclass(frozen=True)
+class InputTopics:
+    """The resolved (remapped) names of the node's inputs: what logs and diagnostics name, what it subscribes to."""
+
+    cloud: str
+    images: tuple[str, ...]
+    infos: tuple[str, ...]
+
+    @classmethod
+    def of(cls, node: "rclpy.node.Node", views: int, compressed: bool) -> "InputTopics":
+        """The ``~/input/...`` names of ``node`` for ``views`` cameras, expanded and remapped."""
+        suffix = "image/compressed" if compressed else "image"
+        return cls(node.resolve_topic_name("~/input/pointcloud"),
+                   tuple(node.resolve_topic_name(f"~/input/camera{i}/{suffix}") for i in range(views)),
+                   tuple(node.resolve_topic_name(f"~/input/camera{i}/camera_info") for i in range(views)))
 
 
 @dataclass(frozen=True)
@@ -94,7 +113,8 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise StartupError(f"parameter 'model.device': {name!r} requested but CUDA is not available (use auto or cpu)")
+        raise StartupError(f"parameter 'model.device': {name!r} requested but CUDA is not available to this torch (a "
+                           "CUDA build: scripts/setup.sh --cuda; or use auto or cpu)")
     return device
 
 
@@ -124,7 +144,7 @@ def model_config_of(config_param: str, checkpoint: str) -> tuple[ModelConfig, st
 def checkpoint_identity(checkpoint: str) -> str:
     """How logs and diagnostics name the weights: the file and the start of its SHA-256, or RANDOM."""
     if not checkpoint:
-        return "RANDOM weights"
+        return f"RANDOM weights (seed {RANDOM_WEIGHTS_SEED})"
     digest = hashlib.sha256()
     with open(checkpoint, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -137,12 +157,16 @@ def load_model(config: ModelConfig, checkpoint: str, device: torch.device) -> "A
     from aqr_ros.model import AqrCmt  # the model tree is imported only when a node is built
 
     if checkpoint:
+        if os.path.isdir(checkpoint):
+            raise StartupError(f"parameter 'model.checkpoint': {checkpoint!r} is a directory, not a checkpoint file")
         if not os.path.isfile(checkpoint):
             raise StartupError(f"parameter 'model.checkpoint': no such file {checkpoint!r}")
         if not os.access(checkpoint, os.R_OK):
             raise StartupError(f"parameter 'model.checkpoint': cannot read {checkpoint!r} (permission denied)")
     try:
-        return AqrCmt.from_checkpoint(checkpoint or None, config=config, device=device)
+        with torch.random.fork_rng(devices=[]):  # random weights are the same in every run, so runs compare
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            return AqrCmt.from_checkpoint(checkpoint or None, config=config, device=device)
     except Exception as exc:  # any unreadable/mismatched checkpoint must end start-up with a clear message
         raise StartupError(f"parameter 'model.checkpoint': cannot load {checkpoint!r}: {exc}") from exc
 
@@ -231,17 +255,19 @@ class AqrNode(LifecycleNode):
         """Subscribe to the inputs and start the worker; the lifecycle publishers go live."""
         views = self.model_config.image.num_views
         self._make_subscriptions(views)
-        self.diag.watch_inputs(self.cloud_sub.topic_name, [sub.topic_name for sub in self.image_subs])
+        self.diag.watch_inputs(self.topics.cloud, list(self.topics.images))
         self.diag.set_state("active", time.monotonic())
         self.sync.reset()
-        self._reset_pending.set()
+        # Sweeps from before a deactivation are stale; tf is not: the listener kept receiving while inactive, and the
+        # poses already buffered are what the first frames need.
+        self.assembler.reset()
         self._failure, self._failure_handled = "", False
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="aqr_inference", daemon=True)
         self._worker.start()
         result = super().on_activate(state)
         self._publish_label_info()
-        self.get_logger().info(f"active: listening on {self.cloud_sub.topic_name} and {views} cameras")
+        self.get_logger().info(f"active: listening on {self.topics.cloud} and {views} cameras")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -321,6 +347,7 @@ class AqrNode(LifecycleNode):
         self._intrinsics_lock = threading.Lock()
         self._rectifications = RectificationCache(p.rectified_images)
         self._reset_pending = threading.Event()
+        self.topics = InputTopics.of(self, views, p.compressed_images)
         self._make_publishers(views)
         precision = "fp16" if p.model_fp16 and self.device.type == "cuda" else "fp32"
         if p.model_fp16 and precision == "fp32":
@@ -363,9 +390,7 @@ class AqrNode(LifecycleNode):
                              else ReliabilityPolicy.BEST_EFFORT)
 
         def managed(msg_type: type, topic: str, qos: QoSProfile = out_qos) -> LifecyclePublisher:
-            pub = self.create_lifecycle_publisher(msg_type, topic, qos)
-            self._publishers_made.append(pub)
-            return pub
+            return self._output_publisher(msg_type, topic, qos)
 
         self.detections_pub = managed(Detection3DArray, "~/output/detections")
         self.markers_pub = managed(MarkerArray, "~/output/markers")
@@ -390,6 +415,12 @@ class AqrNode(LifecycleNode):
             self.objects_pub = managed(DetectedObjects, "~/output/objects")
             self._build_objects = build_detected_objects
 
+    def _output_publisher(self, msg_type: type, topic: str, qos: QoSProfile) -> LifecyclePublisher:
+        """One output: a lifecycle publisher that cleanup destroys (an offline run records the outputs instead)."""
+        pub = self.create_lifecycle_publisher(msg_type, topic, qos)
+        self._publishers_made.append(pub)
+        return pub
+
     def _publish_label_info(self) -> None:
         """Latched class map with the current score threshold."""
         self.label_info_pub.publish(build_label_info(self.model_config.head.class_names, self.params.score_threshold,
@@ -401,20 +432,18 @@ class AqrNode(LifecycleNode):
         in_qos = QoSProfile(depth=p.input_depth, history=HistoryPolicy.KEEP_LAST,
                             reliability=ReliabilityPolicy.RELIABLE if p.input_reliable
                             else ReliabilityPolicy.BEST_EFFORT)
-        self.cloud_sub = self.create_subscription(PointCloud2, "~/input/pointcloud", self._on_cloud, in_qos,
-                                                  callback_group=MutuallyExclusiveCallbackGroup())
-        image_type, suffix = (CompressedImage, "image/compressed") if p.compressed_images else (Image, "image")
-        self.image_subs = [
-            self.create_subscription(image_type, f"~/input/camera{i}/{suffix}",
-                                     lambda msg, i=i: self._on_image(i, msg), in_qos,
-                                     callback_group=MutuallyExclusiveCallbackGroup())
-            for i in range(views)]
-        self.info_subs = [
-            self.create_subscription(CameraInfo, f"~/input/camera{i}/camera_info",
-                                     lambda msg, i=i: self._on_camera_info(i, msg), in_qos,
-                                     callback_group=MutuallyExclusiveCallbackGroup())
-            for i in range(views)]
-        self._input_subs = [self.cloud_sub, *self.image_subs, *self.info_subs]
+        topics = self.topics
+        image_type = CompressedImage if p.compressed_images else Image
+        cloud_sub = self.create_subscription(PointCloud2, topics.cloud, self._on_cloud, in_qos,
+                                             callback_group=MutuallyExclusiveCallbackGroup())
+        image_subs = [self.create_subscription(image_type, topics.images[i], lambda msg, i=i: self._on_image(i, msg),
+                                               in_qos, callback_group=MutuallyExclusiveCallbackGroup())
+                      for i in range(views)]
+        info_subs = [self.create_subscription(CameraInfo, topics.infos[i],
+                                              lambda msg, i=i: self._on_camera_info(i, msg), in_qos,
+                                              callback_group=MutuallyExclusiveCallbackGroup())
+                     for i in range(views)]
+        self._input_subs = [cloud_sub, *image_subs, *info_subs]
 
     def _stop_processing(self) -> None:
         """Stop the worker, then the input subscriptions (deactivate, shutdown, error processing)."""
@@ -456,14 +485,18 @@ class AqrNode(LifecycleNode):
         if self._due(topic, reason):
             self.get_logger().warning(f"rejected input on {topic}: {reason} ({count} rejected so far on this topic)")
 
+    def _receive_clock_ns(self) -> int:
+        """The clock a cloud's wait for its cameras runs on: monotonic time (an offline run's is the recording's)."""
+        return time.monotonic_ns()
+
     def _on_cloud(self, msg: PointCloud2) -> None:
-        topic = self.cloud_sub.topic_name
+        topic = self.topics.cloud
         self.diag.received(topic, time.monotonic())
         stamp = nanoseconds_from_stamp(msg.header.stamp)
         if stamp < 0:
             self._reject(topic, f"negative stamp {msg.header.stamp.sec} s")
             return
-        result = self.sync.add_cloud(stamp, msg, time.monotonic_ns())
+        result = self.sync.add_cloud(stamp, msg, self._receive_clock_ns())
         if result is Push.OUT_OF_ORDER:
             self._reject(topic, "stamp not newer than the previous cloud (out of order)")
         elif result is Push.RESET:
@@ -474,7 +507,7 @@ class AqrNode(LifecycleNode):
                                           "clocks?): resetting buffers, sweeps and tf cache")
 
     def _on_image(self, camera: int, msg: Any) -> None:
-        topic = self.image_subs[camera].topic_name
+        topic = self.topics.images[camera]
         self.diag.received(topic, time.monotonic())
         stamp = nanoseconds_from_stamp(msg.header.stamp)
         if stamp < 0:
@@ -483,7 +516,7 @@ class AqrNode(LifecycleNode):
             self._reject(topic, "stamp not newer than the previous image (out of order)")
 
     def _on_camera_info(self, camera: int, msg: CameraInfo) -> None:
-        topic = self.info_subs[camera].topic_name
+        topic = self.topics.infos[camera]
         lens = camera_info_lens(msg)
         K, size = lens.K, lens.size
         reason = f"image size {size[1]}x{size[0]} is not positive" if size[0] <= 0 or size[1] <= 0 else None
@@ -510,7 +543,7 @@ class AqrNode(LifecycleNode):
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            bundle = self.sync.wait_frame(time.monotonic_ns, timeout_s=0.1)
+            bundle = self.sync.wait_frame(self._receive_clock_ns, timeout_s=0.1)
             if bundle is None or self._stop.is_set():
                 continue
             try:
@@ -575,14 +608,14 @@ class AqrNode(LifecycleNode):
                 try:
                     image = decode(msg)
                 except ConversionError as exc:
-                    self._reject(self.image_subs[i].topic_name, str(exc))
+                    self._reject(self.topics.images[i], str(exc))
                     state = f"rejected: {exc}"
             images.append(image)
             states.append(state)
         return images, states
 
     def _decode_cloud(self, msg: PointCloud2, p: NodeParams) -> Optional[np.ndarray]:
-        topic = self.cloud_sub.topic_name
+        topic = self.topics.cloud
         num = msg.width * msg.height
         if num > p.max_points:
             self._reject(topic, f"{num} points exceed input.max_points {p.max_points}")
@@ -651,7 +684,7 @@ class AqrNode(LifecycleNode):
     def _process(self, bundle: FrameBundle, p: NodeParams) -> None:
         """Convert, calibrate, infer and publish one synchronized frame (worker thread; ``p``: this frame's
         parameter snapshot, so a change mid-frame never mixes two settings)."""
-        taken_ns = time.monotonic_ns()
+        taken_ns = self._receive_clock_ns()
         start = time.perf_counter()
         if self._reset_pending.is_set():
             self._reset_pending.clear()
@@ -667,13 +700,13 @@ class AqrNode(LifecycleNode):
         stages["convert"] = (time.perf_counter() - t0) * 1e3
         report = FrameReport(camera_state=tuple(states), camera_dt_ms=dts)
         if points is None:
-            self.diag.frame_skipped(f"cloud rejected on {self.cloud_sub.topic_name}", report)
+            self.diag.frame_skipped(f"cloud rejected on {self.topics.cloud}", report)
             return
         if not bundle.usable:
             self.diag.frame_skipped("too few cameras fused (sync.min_cameras / sync.allow_missing_cameras)", report)
             return
         if not header.frame_id:
-            self._reject(self.cloud_sub.topic_name, "empty frame_id")
+            self._reject(self.topics.cloud, "empty frame_id")
             self.diag.frame_skipped("cloud without frame_id", report)
             return
 
@@ -704,7 +737,7 @@ class AqrNode(LifecycleNode):
         model_input = self.assembler.assemble(images, calibs)
         for i, issue in enumerate(model_input.camera_issues):
             if issue is not None:
-                self._reject(self.image_subs[i].topic_name, issue)
+                self._reject(self.topics.images[i], issue)
                 states[i] = f"rejected: {issue}"
         stages["preprocess"] = (time.perf_counter() - t0) * 1e3
 
@@ -719,6 +752,7 @@ class AqrNode(LifecycleNode):
 
         t0 = time.perf_counter()
         frame = self.assembler.detections(det, p.score_threshold, p.max_detections)
+        self._frame_detected(frame, header)
         out_header = header
         if T_out_lidar is not None:
             frame = replace(frame, boxes=transform_boxes(frame.boxes, T_out_lidar))
@@ -733,7 +767,8 @@ class AqrNode(LifecycleNode):
                 transform_points(self.query_points, T_out_lidar), det.lidar_weights.numpy(),
                 det.camera_weights.numpy(), out_header.frame_id, out_header.stamp))
         if p.publish_weight_maps:
-            self._publish_weight_maps(bundle, images, model_input.camera_valid, det, frame, header, p)
+            self._publish_weight_maps(bundle, images, model_input.camera_valid, model_input.lidar2img,
+                                      det, frame, header, p)
         stages["publish"] = (time.perf_counter() - t0) * 1e3
 
         total_ms = (time.perf_counter() - start) * 1e3
@@ -750,20 +785,29 @@ class AqrNode(LifecycleNode):
             self.get_logger().info(f"first frame published: {len(frame)} detections, "
                                    f"{sum(s == 'fused' for s in states)} cameras fused, {total_ms:.0f} ms")
 
+    def _frame_detected(self, frame: FrameDetections, header: Header) -> None:
+        """Every frame's selected detections in the cloud's frame, before publishing: a live node needs nothing more
+        than its messages; an offline run (:mod:`aqr_ros.ros.offline`) keeps them for its results file."""
+
     def _publish_weight_maps(self, bundle: FrameBundle, images: Sequence[Optional[np.ndarray]],
-                             valid: np.ndarray, det: Detections, frame: FrameDetections, header: Header,
-                             p: NodeParams) -> None:
-        """BEV picture (cloud header) and per-camera overlays (that image's header) for subscribed topics only."""
+                             valid: np.ndarray, lidar2imgs: torch.Tensor, det: Detections, frame: FrameDetections,
+                             header: Header, p: NodeParams) -> None:
+        """BEV picture (cloud header) and per-camera overlays with the detections projected through that camera's
+        [V, 4, 4] ``lidar2imgs`` entry (that image's header), titled with their stamps, for subscribed topics only."""
         if self.bev_pub.get_subscription_count() > 0:
-            picture = self.assembler.bev_picture(det.bev_weight_map.numpy(), frame)
+            stamp_s = header.stamp.sec + header.stamp.nanosec * 1e-9
+            picture = self.assembler.bev_picture(det.bev_weight_map.numpy(), frame, stamp_s)
             self.bev_pub.publish(image_from_array(picture, "rgb8", header.frame_id, header.stamp))
         maps = None
         for i, pub in enumerate(self.camera_map_pubs):
             if not valid[i] or pub.get_subscription_count() == 0:
                 continue
-            maps = det.camera_weight_map.numpy() if maps is None else maps
+            if maps is None:
+                maps, projections = det.camera_weight_map.numpy(), lidar2imgs.cpu().numpy()
             msg = bundle.images[i]
-            picture = self.assembler.camera_picture(images[i], maps[i], p.weight_map_alpha)
+            stamp_s = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+            picture = self.assembler.camera_picture(images[i], maps[i], p.weight_map_alpha, i, frame, projections[i],
+                                                    stamp_s)
             pub.publish(image_from_array(picture, "rgb8", msg.header.frame_id, msg.header.stamp))
 
     def _publish_diagnostics(self) -> None:

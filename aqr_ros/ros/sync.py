@@ -166,6 +166,12 @@ class LidarTriggeredSync(Generic[C, I]):
             self._clear_locked()
             self._cond.notify_all()
 
+    @property
+    def pending_stamp_ns(self) -> Optional[int]:
+        """Stamp of the cloud waiting for its cameras, None when none waits."""
+        with self._cond:
+            return None if self._pending is None else self._pending.stamp_ns
+
     def take(self, now_ns: int) -> Optional[FrameBundle[C, I]]:
         """The pending cloud matched with the cameras if it is decided at ``now_ns`` (receive clock), else None."""
         with self._cond:

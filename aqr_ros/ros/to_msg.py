@@ -182,3 +182,13 @@ def transform_stamped(T: np.ndarray, parent: str, child: str, stamp: Stamp) -> T
     rotation = msg.transform.rotation
     rotation.x, rotation.y, rotation.z, rotation.w = (float(v) for v in q)
     return msg
+
+
+def tf_message_type() -> type:
+    """tf2_msgs/TFMessage, imported on first use: PyPI has no tf2_msgs wheel (the test environment builds it)."""
+    try:
+        from tf2_msgs.msg import TFMessage
+    except ImportError as exc:
+        raise RuntimeError("tf2_msgs is not importable: on a ROS 2 install source its setup file; in the test "
+                           "environment run `source scripts/env.sh` (scripts/setup.sh builds tf2_msgs)") from exc
+    return TFMessage

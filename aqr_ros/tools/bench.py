@@ -11,7 +11,6 @@ issues are printed as ratios next to the measurement, never asserted.
 
 from __future__ import annotations
 
-import argparse
 import resource
 import statistics
 import sys
@@ -26,6 +25,8 @@ from aqr_ros.model.aqr import local_attention_mask, local_key_indices, project_r
 from aqr_ros.model.config import ModelConfig
 from aqr_ros.model.detector import DEFAULT_CONFIG
 from aqr_ros.model.timing import StageTimer
+from aqr_ros.tools.cli import (DEVICE_VALUES, PRECISIONS, HelpFormatter, device_list_type, make_parser,
+                               precision_list, resolve_device)
 from aqr_ros.tools.rig_inputs import rig_model_input
 from aqr_ros.tools.synthetic_rig import SyntheticRig
 
@@ -66,17 +67,6 @@ def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _devices(spec: str) -> list[torch.device]:
-    wanted = [d.strip() for d in spec.split(",") if d.strip()]
-    found = []
-    for d in wanted:
-        if d.startswith("cuda") and not torch.cuda.is_available():
-            print(f"[skip] {d}: CUDA is not available on this machine")
-            continue
-        found.append(torch.device(d))
-    return found
 
 
 def bench_model(cfg: ModelConfig, checkpoint: str | None, devices: Sequence[torch.device], precisions: Sequence[str],
@@ -215,28 +205,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         from aqr_ros.tools.bench_dds import main as dds_main
 
         return dds_main(argv[1:])
-    parser = argparse.ArgumentParser(prog="aqr_bench", description=__doc__.splitlines()[0])
+    parser = make_parser("aqr_bench", __doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     default_devices = "cpu,cuda" if torch.cuda.is_available() else "cpu"
-    for name in ("model", "aqr"):
-        p = sub.add_parser(name)
+    for name, text in (("model", "the whole forward per stage"), ("aqr", "AQR alone, gathered vs dense attention")):
+        p = sub.add_parser(name, help=text, description=text, formatter_class=HelpFormatter)
         p.add_argument("--config", default=DEFAULT_CONFIG, help="model config name or YAML path")
-        p.add_argument("--devices", default=default_devices, help="comma-separated, e.g. cpu,cuda")
-        p.add_argument("--iters", type=int, default=5)
-        p.add_argument("--warmup", type=int, default=2)
-        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
-    sub.choices["model"].add_argument("--checkpoint", default=None, help="checkpoint (default: random weights)")
-    sub.choices["model"].add_argument("--precisions", default="fp32,fp16")
-    sub.choices["aqr"].add_argument("--queries", default="900,1730")
+        p.add_argument("--devices", type=device_list_type(), default=default_devices,
+                       help=f"comma-separated, each one of {DEVICE_VALUES}")
+        p.add_argument("--iters", type=int, default=5, help="timed runs (the median is printed)")
+        p.add_argument("--warmup", type=int, default=2, help="untimed runs first")
+        p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's own choice)")
+    sub.choices["model"].add_argument("--checkpoint", default=None, help="checkpoint (omit: random weights)")
+    sub.choices["model"].add_argument("--precisions", type=precision_list, default="fp32,fp16",
+                                      help=f"comma-separated, each one of {', '.join(PRECISIONS)} (fp16 on CUDA only)")
+    sub.choices["aqr"].add_argument("--queries", default="900,1730", help="comma-separated query counts")
     sub.add_parser("node", help="the node end to end (options: aqr_bench node --help)")
     sub.add_parser("dds", help="large-message delivery over DDS (options: aqr_bench dds --help)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
-    devices = _devices(args.devices)
+    devices = list(dict.fromkeys(resolve_device(d) for d in args.devices))
     if args.what == "model":
-        bench_model(cfg, args.checkpoint, devices, args.precisions.split(","), args.iters, args.warmup)
+        bench_model(cfg, args.checkpoint, devices, args.precisions, args.iters, args.warmup)
     else:
         bench_aqr(cfg, devices, [int(q) for q in args.queries.split(",")], args.iters, args.warmup)
     return 0

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 
 from aqr_ros.resources import share_path
+from aqr_ros.tools.cli import make_parser
 
 #: Bytes per point of the benchmark clouds (x, y, z, intensity as float32).
 POINT_STEP = 16
@@ -82,14 +83,15 @@ def listen(seconds: float) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``aqr_bench dds``."""
-    parser = argparse.ArgumentParser(prog="aqr_bench dds", description=__doc__.splitlines()[0])
+    parser = make_parser("aqr_bench dds", __doc__.splitlines()[0])
     parser.add_argument("--sizes-mb", default="5,10,17,20,28,40,48,60", help="comma-separated message sizes (MB)")
     parser.add_argument("--count", type=int, default=20, help="messages per size and kind")
     parser.add_argument("--hz", type=float, default=2.0, help="publishing rate")
     parser.add_argument("--profile", default=None,
                         help="Fast DDS profile XML (default: the shipped config/fastdds_large_data.xml; "
                              "'none' for Fast DDS's defaults)")
-    parser.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "44")))
+    parser.add_argument("--domain-id", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "44")),
+                        help="ROS domain of both processes ($ROS_DOMAIN_ID when set)")
     parser.add_argument("--listen", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.listen is not None:

@@ -22,6 +22,7 @@ import torch
 
 from aqr_ros.model import load_config
 from aqr_ros.ros.to_msg import seconds_from_stamp
+from aqr_ros.tools.cli import add_device_argument, add_precision_argument, make_parser
 from aqr_ros.tools.processes import NODE, child_env, node_arguments, spawn, stop
 from aqr_ros.tools.synthetic_rig import LIDAR_PERIOD
 
@@ -69,13 +70,13 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``aqr_bench node``."""
-    parser = argparse.ArgumentParser(prog="aqr_bench node", description=__doc__.splitlines()[0])
+    parser = make_parser("aqr_bench node", __doc__.splitlines()[0])
     parser.add_argument("--hz", type=float, default=10.0, help="LiDAR rate of the rig")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of sensor data")
-    parser.add_argument("--config", default="cmt_aqr_voxel0100_r50_800x320")
-    parser.add_argument("--checkpoint", default="")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
+    parser.add_argument("--config", default="cmt_aqr_voxel0100_r50_800x320", help="model config name or YAML path")
+    parser.add_argument("--checkpoint", default="", help="the node's model.checkpoint (empty: random weights)")
+    add_device_argument(parser, help="the node's model.device: auto is CUDA when available, else the CPU")
+    add_precision_argument(parser, help="the node's model.precision (fp16 runs under CUDA autocast)")
     parser.add_argument("--out", type=Path, default=Path("out/bench_node"), help="folder for the child logs")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS domain (default: $ROS_DOMAIN_ID)")
     parser.add_argument("--score-threshold", type=float, default=0.0,
@@ -84,12 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--flood", action="store_true",
                         help="compare the frame time at an idle rate with the frame time under an input flood "
                              "(--flood-cloud-hz clouds, --flood-camera-hz images per camera)")
-    parser.add_argument("--flood-cloud-hz", type=float, default=50.0)
-    parser.add_argument("--flood-camera-hz", type=float, default=60.0)
+    parser.add_argument("--flood-cloud-hz", type=float, default=50.0, help="cloud rate of the --flood phase")
+    parser.add_argument("--flood-camera-hz", type=float, default=60.0,
+                        help="image rate per camera of the --flood phase")
     parser.add_argument("--flood-image-scale", type=float, default=1.0,
                         help="image size of --flood relative to the rig's 1600x900")
     parser.add_argument("--idle-hz", type=float, default=0.5, help="rate of the idle phase of --flood")
-    parser.add_argument("--threads", type=int, default=0, help="the node's model.threads (0 = its default)")
+    parser.add_argument("--threads", type=int, default=0, help="the node's model.threads (0: the node's own choice)")
     args = parser.parse_args(argv)
 
     import rclpy
@@ -149,9 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not wait_for_node(listener, node_proc, args.out / "aqr_node.log", lambda: executor.spin_once(timeout_sec=0.2)):
             return 1
+        # Rendered whole before publishing, so rendering neither delays the stamps nor takes cores from the node.
         print("rendering the rig sequence before publishing ...")
         rig_proc = spawn(["-m", "aqr_ros.tools.rig_publisher", "--frames", str(frames), "--rate", str(rate),
-                          "--live-stamps", "--wait-for-subscribers", "1", "--linger", "2"],
+                          "--live-stamps", "--prebuffer", "all", "--wait-for-subscribers", "1", "--linger", "2"],
                          env, args.out / "rig_publisher.log")
         while rig_proc.poll() is None:
             executor.spin_once(timeout_sec=0.05)

@@ -2,8 +2,9 @@
 
 Starts ``aqr_node`` (the real node; by default the rig-trained ``aqr_cmt_rig_small`` model) and
 ``aqr_rig_publisher`` (a held-out random scene: cloud, six cameras, camera_info, tf), listens to the node's
-outputs from this process, and writes for every complete frame (all six cameras fused, full sweep history)
-its seven weight-map pictures and its detections with their AQR weights and ground-truth matches.
+outputs from this process, and counts a frame only once it is warm: every camera fused and the sweep history
+full, as the node's ``/diagnostics`` status reports it. Warm-up frames are shown and not counted; each counted
+frame gets its seven weight-map pictures and a JSON of its detections with their AQR weights and ground truth.
 """
 
 from __future__ import annotations
@@ -11,20 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import cv2
 import numpy as np
 import torch
+from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image, PointCloud2
-from std_msgs.msg import Float64
 from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
@@ -32,8 +32,8 @@ from aqr_ros.model import ConfigError, ModelConfig, load_config
 from aqr_ros.model.checkpoint import CheckpointError, bind_config, read_carried_config
 from aqr_ros.pipeline.rotations import yaw_from_quaternion
 from aqr_ros.resources import share_dir
-from aqr_ros.ros.markers import MIN_ARROW_SPEED
 from aqr_ros.ros.to_msg import QUERY_WEIGHTS_DTYPE, nanoseconds_from_stamp
+from aqr_ros.tools.cli import add_device_argument, add_precision_argument, make_parser
 from aqr_ros.tools.processes import NODE, child_env, log_problems, node_arguments, shipped_parameter, spawn, stop
 from aqr_ros.tools.rig_scenes import SCENE_KINDS, make_scene
 from aqr_ros.tools.synthetic_rig import LIDAR_FRAME, LIDAR_PERIOD, SyntheticRig
@@ -47,29 +47,96 @@ NUSCENES_CONFIG = "cmt_aqr_voxel0100_r50_800x320"
 MATCH_DISTANCE = 2.0
 #: Ground-truth objects this close to the LiDAR (m, x-y plane) are counted in the final "found" line.
 FOUND_RANGE = 30.0
-#: Seconds a frame waits for its pictures, weights and markers before it is skipped as incomplete.
+#: Seconds a frame waits for its pictures, weights, markers and status before it is decided without them.
 SETTLE_S = 3.0
 #: CPU playback speed: a cloud every 0.05 s / 0.08 = 0.625 s. The rig_small forward takes ~0.35 s on two idle
 #: cores; in the node, pictures included, on 2 cores shared with a training job, 0.5-0.7 s, and it still took
 #: consecutive clouds (one arriving while it works is taken next), so it neither starves nor falls behind.
 CPU_RATE = 0.08
-#: The files a run writes besides the frame_NNN folders (removed when the next run starts).
+#: The node's ``diag.period`` in the demo (its minimum): a status between two frames carries each frame's
+#: camera states and sweeps (the shipped 1 s would skip most frames).
+DIAG_PERIOD = 0.05
+#: The files a run writes at the top of ``--out``, and in each frame folder besides the pictures.
 OUTPUT_FILES = ("summary.json", "aqr_node.log", "rig_publisher.log")
-UNITS = {
-    "stamp_ns": "the cloud's stamp, ns since the epoch",
-    "rig_time_s": "s since the rig publisher's start (--start-time); the ground truth is taken at this time",
-    "center": "m, geometric box centre (x, y, z) in frame_id",
-    "size_lwh": "m: length along the heading, width, height",
-    "yaw": "rad, counter-clockwise about z from the +x axis of frame_id",
-    "velocity": f"m/s (vx, vy, vz) in frame_id, from the node's velocity markers: 0 below {MIN_ARROW_SPEED} m/s "
-                "(no arrow)",
-    "score": "0..1",
-    "query_index": "decoder query: the id of the detection's markers and its row of ~/debug/aqr_weights",
-    "lidar_weight": "the query's AQR LiDAR weight, 0..1",
-    "camera_weight": "the query's AQR camera weight, 0..1",
-    "gt": f"nearest ground-truth box of the same class with its centre within {MATCH_DISTANCE} m in the x-y plane "
-          "(its class, centre, size_lwh, yaw, velocity in the units above, and the centre distance in m), else null",
-}
+FRAME_FILES = ("detections.json",)
+FRAME_FOLDER = re.compile(r"frame_\d{3,}")
+PICTURE_FILE = re.compile(r"weight_map_(bev|camera\d+)\.png")
+#: A log line of a child that :func:`print_failure` shows (rclpy's severity tag).
+PROBLEM_LINE = re.compile(r"\[(FATAL|ERROR)\]")
+#: Keys of a camera in the node's status that are not its state ("camera{i} <name>").
+_CAMERA_DETAIL_KEYS = ("dt_ms", "calibration", "extrinsic", "lens")
+#: The units of detections.json (README "What the demo shows" describes every field).
+UNITS = {"center": "m", "size_lwh": "m", "yaw": "rad", "velocity": "m/s", "distance": "m", "dt_ms": "ms",
+         "processing_ms": "ms", "stamp_ns": "ns", "rig_time_s": "s", "score": "0..1",
+         "lidar_weight": "0..1", "camera_weight": "0..1"}
+
+
+@dataclass(frozen=True)
+class FrameState:
+    """The node's report of one published frame, read from its ``/diagnostics`` status."""
+
+    #: The status's "frames published" count: this is the node's ``published``-th published frame.
+    published: int
+    #: Per camera (model view order): its name and state ("fused", "late", "missing", "rejected: ...", ...).
+    camera_names: tuple[str, ...]
+    camera_state: tuple[str, ...]
+    #: Per camera image-minus-cloud time (ms), None when it had no image.
+    camera_dt_ms: tuple[Optional[float], ...]
+    sweeps: int
+    processing_ms: float
+
+    def fused(self) -> list[int]:
+        """Indices of the fused cameras."""
+        return [i for i, state in enumerate(self.camera_state) if state == "fused"]
+
+
+def parse_fusion_status(status: Any, views: int) -> FrameState | None:
+    """The frame a :class:`~aqr_ros.ros.diagnostics.FusionDiagnostics` status describes, or None when it
+    describes no published frame (no frame yet, or the last frame produced no output)."""
+    values = {kv.key: kv.value for kv in status.values}
+    if "frames published" not in values or "sweeps" not in values or "no output:" in status.message:
+        return None
+    names, states, dts = [], [], []
+    for i in range(views):
+        key = next((k for k in values if k.startswith(f"camera{i} ")
+                    and k.split(" ", 1)[1] not in _CAMERA_DETAIL_KEYS), None)
+        if key is None:
+            return None
+        dt = values.get(f"camera{i} dt_ms", "n/a")
+        names.append(key.split(" ", 1)[1])
+        states.append(values[key])
+        dts.append(None if dt == "n/a" else float(dt))
+    return FrameState(int(values["frames published"]), tuple(names), tuple(states), tuple(dts),
+                      int(values["sweeps"]), float(values["processing_time_ms"]))
+
+
+def pair_state(states: Iterable[FrameState], position: int, processing_ms: float) -> FrameState | None:
+    """The status of the ``position``-th frame received (1-based), checked against its stamped processing time.
+
+    The node's "frames published" count names the frame; a frame the demo missed shifts the count, so the
+    status whose processing time (rounded to 0.1 ms there) matches is taken, the one nearest the position first.
+    """
+    matching = [s for s in states if abs(s.processing_ms - processing_ms) <= 0.051]
+    return min(matching, key=lambda s: abs(s.published - position), default=None)
+
+
+def not_counted_reason(state: FrameState | None, num_sweeps: int) -> str | None:
+    """Why a frame is not counted (a warm-up frame, or no status), None when it counts: every camera fused and
+    ``num_sweeps`` sweeps accumulated."""
+    if state is None:
+        return "no status: no /diagnostics status of the node matched the frame"
+    unfused = len(state.camera_state) - len(state.fused())
+    reasons = ([f"{unfused} of {len(state.camera_state)} cameras not fused"] if unfused else []) + (
+        [f"past sweeps {state.sweeps}/{num_sweeps}"] if state.sweeps < num_sweeps else [])
+    return "warm-up: " + ", ".join(reasons) if reasons else None
+
+
+def camera_summary(state: FrameState) -> str:
+    """The camera indices grouped by state, e.g. ``fused 0; missing 1 2 3 4 5``."""
+    groups: dict[str, list[str]] = {}
+    for i, camera_state in enumerate(state.camera_state):
+        groups.setdefault(camera_state, []).append(str(i))
+    return "; ".join(f"{camera_state} {' '.join(ids)}" for camera_state, ids in groups.items())
 
 
 @dataclass
@@ -81,32 +148,29 @@ class FrameRecord:
     #: Monotonic time its detections arrived (the frame waits SETTLE_S for the rest).
     arrived: float
     detections: list[dict[str, Any]]
-    #: The node's processing time (paired by order: the k-th time belongs to the k-th detections).
+    #: The node's processing time from ``~/debug/timings`` (stamped like the frame).
     processing_ms: float | None = None
+    #: The node's report of the frame (camera states, sweeps), once paired with a status.
+    state: FrameState | None = None
     #: Decoder query of each detection (rank order) and velocity per query, from the markers; None until they arrive.
     queries: list[int] | None = None
     velocities: dict[int, list[float]] | None = None
-    #: The ~/debug/aqr_weights rows (query order); None until they arrive.
+    #: The ~/debug/aqr_weights rows (row = query index); None until they arrive.
     weights: np.ndarray | None = None
-    #: RGB picture per name of :func:`picture_names`, and the image stamp of each camera overlay.
+    #: RGB picture per name: "bev" and "camera{i}" (the fused cameras' overlays).
     pictures: dict[str, np.ndarray] = field(default_factory=dict)
-    camera_stamps_ns: dict[int, int] = field(default_factory=dict)
 
     def missing(self, views: int) -> list[str]:
-        """What has not arrived yet (empty when the frame is complete)."""
-        absent = [f"{name} picture" for name in picture_names(views) if name not in self.pictures]
+        """What has not arrived yet (empty when the frame is complete); pictures of the fused cameras only."""
+        cameras = self.state.fused() if self.state is not None else range(views)
+        absent = [f"{name} picture" for name in ("bev", *(f"camera{i}" for i in cameras)) if name not in self.pictures]
         if self.weights is None:
             absent.append("aqr_weights")
         if self.velocities is None:
             absent.append("markers")
         if self.processing_ms is None:
-            absent.append("processing time")
+            absent.append("timings")
         return absent
-
-
-def picture_names(views: int) -> tuple[str, ...]:
-    """The weight-map pictures of one frame: the BEV map and one overlay per camera."""
-    return ("bev", *(f"camera{i}" for i in range(views)))
 
 
 def _rounded(values: Sequence[float], digits: int = 3) -> list[float]:
@@ -135,20 +199,24 @@ class DemoListener:
     A camera overlay carries its image's stamp, which may lie within the fusion tolerance of two processed
     clouds; it belongs to the frame processed last when it arrives (the node publishes a frame's detections
     first, then its pictures), provided its stamp is within ``max_delay_ns`` of that frame's cloud stamp.
+    The node's ``/diagnostics`` statuses are kept per ("frames published" count, processing time), one per
+    frame, for :func:`pair_state`.
     """
 
     def __init__(self, node: Any, views: int, max_delay_ns: int) -> None:
+        self.views = views
         self.max_delay_ns = max_delay_ns
         self.frames: dict[int, FrameRecord] = {}
         #: Cloud stamps in the order their detections arrived (the node's processing order).
         self.order: list[int] = []
-        self.processing_ms: list[float] = []
+        self.states: dict[tuple[int, float], FrameState] = {}
         #: Overlays that fit no processed frame (should stay 0).
         self.stray_overlays = 0
         node.create_subscription(Detection3DArray, f"{NODE}/output/detections", self._on_detections, 10)
         node.create_subscription(MarkerArray, f"{NODE}/output/markers", self._on_markers, 10)
         node.create_subscription(PointCloud2, f"{NODE}/debug/aqr_weights", self._on_weights, 10)
-        node.create_subscription(Float64, f"{NODE}/debug/processing_time_ms", self._on_time, 10)
+        node.create_subscription(DiagnosticArray, f"{NODE}/debug/timings", self._on_timings, 10)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
         node.create_subscription(Image, f"{NODE}/debug/weight_map/bev", self._on_bev, 10)
         for i in range(views):
             node.create_subscription(Image, f"{NODE}/debug/weight_map/camera{i}",
@@ -159,13 +227,18 @@ class DemoListener:
         self.frames[stamp] = FrameRecord(stamp, msg.header.frame_id, time.monotonic(),
                                          [_detection(d) for d in msg.detections])
         self.order.append(stamp)
-        if len(self.processing_ms) >= len(self.order):  # the k-th processing time belongs to the k-th frame
-            self.frames[stamp].processing_ms = self.processing_ms[len(self.order) - 1]
 
-    def _on_time(self, msg: Any) -> None:
-        self.processing_ms.append(float(msg.data))
-        if len(self.order) >= len(self.processing_ms):
-            self.frames[self.order[len(self.processing_ms) - 1]].processing_ms = float(msg.data)
+    def _on_timings(self, msg: Any) -> None:
+        rec = self.frames.get(nanoseconds_from_stamp(msg.header.stamp))
+        values = {kv.key: kv.value for status in msg.status for kv in status.values}
+        if rec is not None and "total ms" in values:
+            rec.processing_ms = float(values["total ms"])
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        for status in msg.status:
+            state = parse_fusion_status(status, self.views) if status.hardware_id == NODE else None
+            if state is not None:
+                self.states.setdefault((state.published, state.processing_ms), state)
 
     def _on_markers(self, msg: Any) -> None:
         rec = self.frames.get(nanoseconds_from_stamp(msg.markers[0].header.stamp)) if msg.markers else None
@@ -195,7 +268,6 @@ class DemoListener:
             self.stray_overlays += 1
             return
         rec.pictures[name] = _rgb(msg)
-        rec.camera_stamps_ns[camera] = stamp
 
 
 class GroundTruth:
@@ -233,9 +305,15 @@ class FrameResult:
     gt_found: int
 
 
-def evaluate_frame(rec: FrameRecord, start_ns: int, gt: GroundTruth) -> FrameResult:
-    """Join detections with their query's weights, velocity and ground-truth match (rig time from the stamp)."""
-    t = round((rec.stamp_ns - start_ns) / (LIDAR_PERIOD * SEC)) * LIDAR_PERIOD
+def rig_time(stamp_ns: int, start_ns: int) -> float:
+    """Rig time (s) of a cloud stamp: whole LiDAR periods since the rig publisher's ``--start-time``."""
+    return round((stamp_ns - start_ns) / (LIDAR_PERIOD * SEC)) * LIDAR_PERIOD
+
+
+def evaluate_frame(index: int, rec: FrameRecord, start_ns: int, gt: GroundTruth) -> FrameResult:
+    """The ``index``-th counted frame's record: detections joined with their query's AQR weights (row
+    ``query_index`` of ~/debug/aqr_weights), velocity and ground-truth match; the cameras and sweeps."""
+    t = rig_time(rec.stamp_ns, start_ns)
     boxes, names = gt.boxes(t)
     found: set[int] = set()
     detections = []
@@ -249,37 +327,49 @@ def evaluate_frame(rec: FrameRecord, start_ns: int, gt: GroundTruth) -> FrameRes
                            "camera_weight": round(float(row["camera_weight"]), 4),
                            "gt": None if match is None else match[1]})
     near = set(np.flatnonzero(np.hypot(boxes[:, 0], boxes[:, 1]) < FOUND_RANGE).tolist())
-    record = {"stamp_ns": rec.stamp_ns, "rig_time_s": round(t, 3), "frame_id": rec.frame_id,
-              "processing_ms": rec.processing_ms, "units": UNITS,
-              "camera_dt_ms": {f"camera{i}": round((s - rec.stamp_ns) / 1e6, 1)
-                               for i, s in sorted(rec.camera_stamps_ns.items())},
+    state = rec.state
+    record = {"frame": index, "stamp_ns": rec.stamp_ns, "rig_time_s": round(t, 3), "frame_id": rec.frame_id,
+              "units": UNITS, "processing_ms": rec.processing_ms,
+              "past_sweeps": state.sweeps,
+              "cameras_fused": [f"camera{i}" for i in state.fused()],
+              "cameras": {f"camera{i}": {"name": name, "state": s, "dt_ms": dt} for i, (name, s, dt)
+                          in enumerate(zip(state.camera_names, state.camera_state, state.camera_dt_ms))},
               "ground_truth_within_30m": len(near), "ground_truth_found": len(found & near),
               "detections": detections}
     return FrameResult(record, len(near), len(found & near))
 
 
 def write_frame(folder: Path, rec: FrameRecord, result: FrameResult) -> None:
-    """The frame's seven pictures (PNG) and detections.json."""
-    folder.mkdir(parents=True)
+    """The frame's pictures (PNG) and detections.json."""
+    folder.mkdir(parents=True, exist_ok=True)
     for name in rec.pictures:
         cv2.imwrite(str(folder / f"weight_map_{name}.png"), cv2.cvtColor(rec.pictures[name], cv2.COLOR_RGB2BGR))
     (folder / "detections.json").write_text(json.dumps(result.record, indent=1))
 
 
-def print_frame(index: int, rec: FrameRecord, result: FrameResult, top: int) -> None:
-    """One line for the frame (latency, cameras, matches) and its best ``top`` detections."""
+def print_frame(folder: Path, result: FrameResult, num_sweeps: int, top: int) -> None:
+    """One line for a counted frame (cameras, sweeps, processing time, matches) and its best ``top`` detections."""
     record = result.record
     dets = record["detections"]
-    dts = " ".join(f"{v:+.0f}" for v in record["camera_dt_ms"].values())
     matched = sum(d["gt"] is not None for d in dets)
-    print(f"frame {index}: rig t={record['rig_time_s']:.2f} s  node {rec.processing_ms:.0f} ms  "
-          f"all {len(record['camera_dt_ms'])} cameras fused (dt ms {dts})  {len(dets)} detections, {matched} match "
-          f"ground truth, found {result.gt_found}/{result.gt_near} objects within {FOUND_RANGE:.0f} m")
+    dts = " ".join(f"{c['dt_ms']:+.0f}" for c in record["cameras"].values() if c["dt_ms"] is not None)
+    print(f"frame {record['frame']}: rig t={record['rig_time_s']:.2f} s  cameras fused "
+          f"{len(record['cameras_fused'])}/{len(record['cameras'])} (dt ms {dts})  past sweeps "
+          f"{record['past_sweeps']}/{num_sweeps}  node {record['processing_ms']:.0f} ms  {len(dets)} detections, "
+          f"{matched} match ground truth, found {result.gt_found}/{result.gt_near} objects within "
+          f"{FOUND_RANGE:.0f} m  -> {folder}")
     for d in sorted(dets, key=lambda d: -d["score"])[:top]:
         gt = (f"gt {d['gt']['class']} at {d['gt']['distance']:.2f} m" if d["gt"] is not None else "no gt match")
         x, y, z = d["center"]
         print(f"    {d['class']:<14} {d['score']:.2f} at ({x:7.2f}, {y:7.2f}, {z:5.2f})  "
               f"L {d['lidar_weight']:.2f} C {d['camera_weight']:.2f}  {gt}")
+
+
+def print_not_counted(rec: FrameRecord, t: float, reason: str, num_sweeps: int) -> None:
+    """One line for a frame shown but not counted: why, and the node's camera states and sweeps."""
+    state = rec.state
+    seen = (f"  cameras {camera_summary(state)}  past sweeps {state.sweeps}/{num_sweeps}" if state is not None else "")
+    print(f"  not counted ({reason}): rig t={t:.2f} s{seen}")
 
 
 def shipped_checkpoint(config: ModelConfig) -> Path:
@@ -304,39 +394,67 @@ def resolve_checkpoint(args: argparse.Namespace, config: ModelConfig) -> str:
     return str(path)
 
 
-def prepare_output(out: Path) -> Path:
-    """``out`` made absolute (against the working directory) and emptied of what a previous run wrote."""
+@dataclass(frozen=True)
+class OutputFolder:
+    """The absolute ``--out`` folder, how many files of a previous demo run were removed, and what was kept."""
+
+    path: Path
+    removed: int
+    kept: list[str]
+
+
+def prepare_output(out: Path) -> OutputFolder:
+    """``out`` made absolute against the working directory and created; the files a previous demo run wrote
+    there (:data:`OUTPUT_FILES`, and the pictures and :data:`FRAME_FILES` of ``frame_NNN`` folders) removed,
+    everything else kept and listed."""
     out = out.expanduser().resolve()
     if out.exists() and not out.is_dir():
         raise SystemExit(f"aqr_demo: --out: {out} exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
-    for folder in out.iterdir():
-        if folder.is_dir() and re.fullmatch(r"frame_\d{3,}", folder.name):
-            shutil.rmtree(folder)
-    for name in OUTPUT_FILES:
-        (out / name).unlink(missing_ok=True)
-    return out
+    removed, kept = 0, []
+    for entry in sorted(out.iterdir()):
+        if entry.is_file() and not entry.is_symlink() and entry.name in OUTPUT_FILES:
+            entry.unlink()
+            removed += 1
+        elif entry.is_dir() and not entry.is_symlink() and FRAME_FOLDER.fullmatch(entry.name):
+            for inner in sorted(entry.iterdir()):
+                if inner.is_file() and not inner.is_symlink() and (inner.name in FRAME_FILES
+                                                                   or PICTURE_FILE.fullmatch(inner.name)):
+                    inner.unlink()
+                    removed += 1
+                else:
+                    kept.append(f"{entry.name}/{inner.name}")
+            if not any(entry.iterdir()):
+                entry.rmdir()
+        else:
+            kept.append(entry.name)
+    return OutputFolder(out, removed, kept)
 
 
 def build_parser(cuda: bool) -> argparse.ArgumentParser:
-    """Command-line options; the CPU defaults keep a run short and every processed frame complete."""
-    parser = argparse.ArgumentParser(prog="aqr_demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=20 if cuda else 5, help="complete frames to write")
+    """Command-line options (``--help`` shows the defaults); the CPU defaults keep a run short and every
+    processed frame complete."""
+    parser = make_parser("aqr_demo", __doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=20 if cuda else 5,
+                        help="counted frames to write; warm-up frames are shown, not counted "
+                             "(default: 20 with CUDA, else 5)")
     parser.add_argument("--config", help=f"model config name or YAML (default: the checkpoint's own when it "
                         f"carries one, else {RIG_CONFIG})")
     parser.add_argument("--checkpoint", default=None,
-                        help="model checkpoint (.pth/.safetensors); default: models/weights/<config>.safetensors")
+                        help="model checkpoint (.pth/.safetensors) (default: models/weights/<config>.safetensors)")
     parser.add_argument("--random-weights", action="store_true",
                         help="run the model with random weights (meaningless boxes; shows the data path)")
     parser.add_argument("--scene", choices=SCENE_KINDS, default="random", help="rig scene kind")
     parser.add_argument("--seed", type=int, default=9000, help="rig scene seed (9000-9019 are held out of training)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_argument(parser)
+    add_precision_argument(parser, help="the node's model.precision: fp16 runs under CUDA autocast, fp32 on a CPU")
     parser.add_argument("--rate", type=float, default=1.0 if cuda else CPU_RATE,
-                        help="rig playback speed (1 = real time; slower on CPU so the node takes consecutive clouds)")
+                        help="rig playback speed, 1 = real time; slower on a CPU so the node takes consecutive clouds "
+                             f"(default: 1 with CUDA, else {CPU_RATE})")
     parser.add_argument("--score-threshold", type=float, default=0.3, help="the node's score_threshold")
     parser.add_argument("--top", type=int, default=5, help="detections printed per frame")
     parser.add_argument("--out", type=Path, default=Path("out/demo"),
-                        help="output folder (relative to the working directory)")
+                        help="output folder, relative to the working directory")
     parser.add_argument("--timeout", type=float, default=900.0, help="give up after this many seconds")
     parser.add_argument("--domain-id", type=int, default=None, help="ROS domain (default: $ROS_DOMAIN_ID)")
     return parser
@@ -353,33 +471,44 @@ def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -
                      "score threshold 0..1, domain id 0..232)")
 
 
-def _print_failure(name: str, code: int | None, log: Path) -> None:
-    """Say that a child exited and show its FATAL/ERROR lines (or its last lines)."""
-    print(f"{name} exited with code {code}; from {log}:")
-    for line in log_problems(log):
+def print_failure(name: str, what: str, log: Path) -> None:
+    """Say what happened to a child (``what``: "exited with code 1", ...) and show its log's FATAL/ERROR lines,
+    else its last lines (e.g. a Python traceback)."""
+    lines = log_problems(log)
+    flagged = any(PROBLEM_LINE.search(line) for line in lines)
+    if not lines:
+        print(f"{name} {what}; its log {log} is empty")
+        return
+    print(f"{name} {what}; its {'FATAL/ERROR' if flagged else 'last'} log lines ({log}):")
+    for line in lines:
         print(f"  | {line}")
 
 
-def announce(args: argparse.Namespace, config: ModelConfig, checkpoint: str, out: Path, env: dict[str, str],
-             tf_note: str) -> None:
-    """The start-up lines: model, scene, output, DDS, and what the weights are good for."""
-    print(f"aqr_ros demo: model {config.name} on device '{args.device}', rig scene {args.scene} seed {args.seed}, "
-          f"{args.frames} frames, output {out}")
+def announce(args: argparse.Namespace, config: ModelConfig, checkpoint: str, out: OutputFolder,
+             env: dict[str, str], tf_note: str) -> None:
+    """The start-up lines: model, scene, output, DDS, what the weights are good for, and what counts."""
+    print(f"aqr_ros demo: model {config.name} on device '{args.device}' ({args.precision}), rig scene {args.scene} "
+          f"seed {args.seed}, {args.frames} frames")
+    print(f"  output {out.path}" + (f": removed {out.removed} files of the previous demo run" if out.removed else "")
+          + (f"; kept what the demo did not write: {', '.join(out.kept)}" if out.kept else ""))
     print(f"  DDS on loopback, ROS_DOMAIN_ID={env.get('ROS_DOMAIN_ID', '0 (ROS default)')}; {tf_note}")
     if not checkpoint:
         print("  NOTE: --random-weights: the boxes and weight maps are meaningless; they only show the data path.")
-        return
-    print(f"  checkpoint {checkpoint}")
-    if config.name == RIG_CONFIG:
-        print("  NOTE: this model was trained on the synthetic rig only; for real sensors use a nuScenes "
-              f"checkpoint (--checkpoint ... --config {NUSCENES_CONFIG})")
+    else:
+        print(f"  checkpoint {checkpoint}")
+        if config.name == RIG_CONFIG:
+            print("  NOTE: this model was trained on the synthetic rig only; for real sensors use a nuScenes "
+                  f"checkpoint (--checkpoint ... --config {NUSCENES_CONFIG})")
+    print(f"  a frame counts once all {config.image.num_views} cameras are fused and {config.lidar.num_sweeps} "
+          "sweeps are accumulated (the node's /diagnostics); the warm-up frames before are shown, not counted")
 
 
 def node_parameters(args: argparse.Namespace, config: ModelConfig, checkpoint: str,
                     config_carried: bool) -> dict[str, object]:
     """Overrides of the shipped parameter file for aqr_node (the config by name or path unless the checkpoint
-    carries it: ``config_carried``)."""
-    params: dict[str, object] = {"model.device": args.device, "score_threshold": args.score_threshold}
+    carries it: ``config_carried``); a status per frame (:data:`DIAG_PERIOD`)."""
+    params: dict[str, object] = {"model.device": args.device, "model.precision": args.precision,
+                                 "score_threshold": args.score_threshold, "diag.period": DIAG_PERIOD}
     if args.config or not config_carried:
         params["model.config"] = args.config or config.name
     if checkpoint:
@@ -400,7 +529,8 @@ def rig_arguments(args: argparse.Namespace, start_s: int, num_sweeps: int) -> li
 
 @dataclass
 class Collector:
-    """Decides the processed frames in order: written when complete, else skipped with a counted reason."""
+    """Decides the processed frames in order: counted and written when warm and complete, else shown and
+    tallied with the reason."""
 
     out: Path
     start_ns: int
@@ -413,22 +543,34 @@ class Collector:
     decided: int = 0
 
     def decide(self, listener: DemoListener, wanted: int) -> None:
-        """Decide every received frame whose outputs are all in or overdue, until ``wanted`` are written."""
+        """Decide every received frame whose outputs and status are all in or overdue, until ``wanted`` count."""
         while self.decided < len(listener.order) and len(self.results) < wanted:
             rec = listener.frames[listener.order[self.decided]]
-            index = round((rec.stamp_ns - self.start_ns) / (LIDAR_PERIOD * SEC))
-            missing = rec.missing(self.views)
-            if index >= self.num_sweeps and missing and time.monotonic() - rec.arrived < SETTLE_S:
+            overdue = time.monotonic() - rec.arrived >= SETTLE_S
+            if rec.state is None and rec.processing_ms is not None:
+                rec.state = pair_state(listener.states.values(), self.decided + 1, rec.processing_ms)
+            reason = not_counted_reason(rec.state, self.num_sweeps)
+            if rec.state is None and not overdue:
+                return  # its status may still come
+            missing = rec.missing(self.views) if reason is None else []
+            if missing and not overdue:
                 return  # its pictures may still come
             self.decided += 1
-            if index < self.num_sweeps:
-                self.skipped[f"sweep history not full (rig frame < {self.num_sweeps})"] += 1
-            elif missing:
-                self.skipped["incomplete: no " + ", ".join(missing)] += 1
+            t = rig_time(rec.stamp_ns, self.start_ns)
+            if reason is None and missing:
+                reason = "incomplete: no " + ", ".join(missing)
+            elif rec.state is None:
+                reason = ("no status: no ~/debug/timings of the frame" if rec.processing_ms is None else
+                          f"no status: none of the {len(listener.states)} /diagnostics frame statuses matched its "
+                          "processing time")
+            if reason is not None:
+                self.skipped[reason.split(":")[0]] += 1
+                print_not_counted(rec, t, reason, self.num_sweeps)
             else:
-                result = evaluate_frame(rec, self.start_ns, self.gt)
-                write_frame(self.out / f"frame_{len(self.results):03d}", rec, result)
-                print_frame(len(self.results), rec, result, self.top)
+                folder = self.out / f"frame_{len(self.results):03d}"
+                result = evaluate_frame(len(self.results), rec, self.start_ns, self.gt)
+                write_frame(folder, rec, result)
+                print_frame(folder, result, self.num_sweeps, self.top)
                 self.results.append(result)
             rec.pictures.clear()
 
@@ -439,10 +581,10 @@ def wait_for_node(executor: Any, listener_node: Any, node_proc: Any, node_log: P
     while listener_node.count_publishers(f"{NODE}/output/detections") == 0:
         executor.spin_once(timeout_sec=0.2)
         if node_proc.poll() is not None:
-            _print_failure("aqr_node", node_proc.returncode, node_log)
+            print_failure("aqr_node", f"exited with code {node_proc.returncode}", node_log)
             return False
         if time.monotonic() - start > timeout:
-            print(f"timed out after {timeout:g} s waiting for aqr_node (--timeout)")
+            print_failure("aqr_node", f"published nothing within {timeout:g} s (--timeout)", node_log)
             return False
     print(f"  aqr_node ready after {time.monotonic() - start:.1f} s")
     return True
@@ -450,12 +592,12 @@ def wait_for_node(executor: Any, listener_node: Any, node_proc: Any, node_log: P
 
 def collect(executor: Any, listener: DemoListener, collector: Collector, node_proc: Any, rig_proc: Any,
             logs: tuple[Path, Path], args: argparse.Namespace, deadline: float) -> None:
-    """Spin and decide frames until enough are written, a child fails, the rig is done, or the deadline."""
+    """Spin and decide frames until enough count, a child fails, the rig is done, or the deadline."""
     idle_since = None
     while len(collector.results) < args.frames and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
         if node_proc.poll() is not None:
-            _print_failure("aqr_node", node_proc.returncode, logs[0])
+            print_failure("aqr_node", f"exited with code {node_proc.returncode}", logs[0])
             return
         collector.decide(listener, args.frames)
         if rig_proc.poll() is None or collector.decided < len(listener.order):
@@ -464,8 +606,11 @@ def collect(executor: Any, listener: DemoListener, collector: Collector, node_pr
         idle_since = idle_since or time.monotonic()
         if time.monotonic() - idle_since > SETTLE_S:  # the rig is done and nothing more came
             if rig_proc.returncode != 0:
-                _print_failure("aqr_rig_publisher", rig_proc.returncode, logs[1])
+                print_failure("aqr_rig_publisher", f"exited with code {rig_proc.returncode}", logs[1])
             return
+    if len(collector.results) < args.frames:
+        print(f"timed out after {args.timeout:g} s (--timeout) with {len(collector.results)} of {args.frames} "
+              "frames counted")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -483,9 +628,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = bind_config(carried, chosen, checkpoint, RIG_CONFIG)
     except CheckpointError as exc:
         parser.error(f"--config: {exc}")
-    out = prepare_output(args.out)
+    output = prepare_output(args.out)
+    out = output.path
     env, tf_note = child_env(args.domain_id)
-    announce(args, config, checkpoint, out, env, tf_note)
+    announce(args, config, checkpoint, output, env, tf_note)
 
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
@@ -521,24 +667,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def finish(out: Path, args: argparse.Namespace, config: ModelConfig, checkpoint: str, collector: Collector,
            stray: int) -> int:
-    """Write summary.json, print the totals; exit code 0 when all requested frames were written."""
+    """Write summary.json, print the totals; exit code 0 when all requested frames were counted."""
     results, skipped = collector.results, collector.skipped
     times = [r.record["processing_ms"] for r in results]
     near, found = sum(r.gt_near for r in results), sum(r.gt_found for r in results)
     summary = {"frames": len(results), "config": config.name, "checkpoint": checkpoint or None,
                "random_weights": not checkpoint, "scene": args.scene, "seed": args.seed, "rate": args.rate,
-               "processing_ms": times, "skipped": dict(skipped), "stray_overlays": stray,
+               "device": args.device, "precision": args.precision, "processing_ms": times,
+               "not_counted": dict(skipped), "stray_overlays": stray,
                "ground_truth_within_30m": near, "ground_truth_found": found}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     if skipped:
-        print(f"skipped {sum(skipped.values())} processed frames: "
-              + "; ".join(f"{n} {reason}" for reason, n in skipped.items()))
+        print(f"not counted: {sum(skipped.values())} processed frames ("
+              + ", ".join(f"{n} {reason}" for reason, n in skipped.items()) + ")")
     if times:
-        print(f"node latency over {len(times)} frames: median {np.median(times):.0f} ms, max {max(times):.0f} ms")
+        print(f"node processing time over {len(times)} frames: median {np.median(times):.0f} ms, "
+              f"max {max(times):.0f} ms")
     print(f"ground truth within {FOUND_RANGE:.0f} m: found {found} of {near} objects over {len(results)} frames"
           + (f" ({100.0 * found / near:.0f} %)" if near else ""))
-    print(f"wrote {len(results)} frame folders ({config.image.num_views + 1} weight_map_*.png, detections.json each) "
-          f"and summary.json to {out}")
+    print(f"wrote {len(results)} frame folders (weight_map_*.png, detections.json each) and summary.json to {out}")
     print(f"logs: {out / 'aqr_node.log'}, {out / 'rig_publisher.log'}")
     return 0 if len(results) >= args.frames else 1
 

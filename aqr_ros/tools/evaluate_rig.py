@@ -11,7 +11,6 @@ same objects again with the camera that sees them dropped, and the weights again
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -26,9 +25,10 @@ from aqr_ros.model import AqrCmt, load_config
 from aqr_ros.model.checkpoint import CheckpointError
 from aqr_ros.model.config import ConfigError, ModelConfig
 from aqr_ros.model.detector import Detections
+from aqr_ros.tools.cli import add_device_argument, make_parser, resolve_device
 from aqr_ros.tools.detection_metrics import DEFAULT_CLASS_RANGE, DetectionMetrics, FrameEval, evaluate
 from aqr_ros.tools.rig_dataset import EVAL_SEEDS, RigSample, SampleCache, default_cache_dir, normalised_images, parse_seeds
-from aqr_ros.tools.train_rig import DEFAULT_CONFIG, resolve_device
+from aqr_ros.tools.train_rig import DEFAULT_CONFIG
 
 #: Acceptance figures of the reference model on the held-out seeds (models/README.md).
 ACCEPTANCE = {"car AP": ("car", "ap_mean", 0.6, ">="), "pedestrian AP": ("pedestrian", "ap_mean", 0.4, ">="),
@@ -205,12 +205,11 @@ def run(checkpoint: Path | None, config: ModelConfig, seeds: Sequence[int], devi
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: evaluate a checkpoint, print the tables, optionally write JSON."""
-    parser = argparse.ArgumentParser(prog="aqr_evaluate_rig", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser("aqr_evaluate_rig", __doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, help="the .safetensors/.pth to evaluate (omit: random weights)")
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="model config name or YAML path")
     parser.add_argument("--seeds", default=f"{EVAL_SEEDS.start}-{EVAL_SEEDS.stop - 1}", help="held-out scene seeds")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_device_argument(parser)
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir(), help="rendered-sample cache")
     parser.add_argument("--workers", type=int, default=2, help="processes rendering missing samples")
     parser.add_argument("--no-aqr-report", action="store_true", help="skip the AQR weight report (7x fewer runs)")

@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aqr_ros.tools.cli import add_device_argument, make_parser
+
 REPO = Path(__file__).resolve().parents[2]
 RIG_CHECKPOINT = REPO / "models" / "weights" / "aqr_cmt_rig_small.safetensors"
 STEPS = ("tests", "bench_model", "bench_aqr", "agreement")
@@ -382,18 +384,20 @@ def parse_timeouts(text: str) -> dict[str, float]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options."""
-    parser = argparse.ArgumentParser(prog="gpu_check", description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
+    parser = make_parser("gpu_check", __doc__.splitlines()[0])
+    # Availability is not checked here: a machine without CUDA still gets a report that says so.
+    add_device_argument(parser, default="cuda", check_available=False, help="the device the steps measure")
     parser.add_argument("--quick", action="store_true",
                         help="one timed iteration, no warm-up, AQR at the config's own query count")
     parser.add_argument("--out", default=os.environ.get("OUT") or "out/gpu_check",
-                        help="output folder (default: $OUT, else out/gpu_check)")
+                        help="output folder ($OUT when set, else out/gpu_check)")
     parser.add_argument("--config", default="cmt_aqr_voxel0100_r50_800x320",
                         help="model config of the benchmarks (name or YAML path)")
     parser.add_argument("--rig-checkpoint", default=str(RIG_CHECKPOINT), help="checkpoint of the agreement step")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated subset of {','.join(STEPS)}")
-    parser.add_argument("--timeouts", type=parse_timeouts, default=dict(DEFAULT_TIMEOUTS),
-                        help="per-step seconds, e.g. tests=150,bench_model=90,bench_aqr=45,agreement=60")
+    parser.add_argument("--timeouts", type=parse_timeouts,
+                        default=",".join(f"{name}={seconds}" for name, seconds in DEFAULT_TIMEOUTS.items()),
+                        help="per-step seconds, STEP=SECONDS, comma-separated")
     parser.add_argument("--step", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--part", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)

@@ -5,9 +5,10 @@ Publishes ``lidar_top/points`` (PointCloud2, frame lidar_top, 20 Hz), ``<cam>/im
 etc. in the root namespace and movable with ``--ros-args -r __ns:=/x`` — the rig's static transforms on
 ``/tf_static`` (transient local), ``odom → base_link`` on ``/tf`` at every sensor stamp, and optionally
 ``/clock``. ``--scene`` picks the fixed street (``template``, the default) or a scene drawn from the random street
-distribution (``random``); ``--seed`` seeds either. Messages are rendered before they are due (by default all of
-them before the first one is sent), so the publish times follow the sensor times; stamps are set when publishing
-starts.
+distribution (``random``); ``--seed`` seeds either. Messages are rendered ahead of being due, into a bounded queue
+(``--prebuffer`` seconds of sensor data, or the whole sequence with ``--prebuffer all``), so the publish times follow
+the sensor times while memory stays bounded; stamps are set when publishing starts. A progress line (frames rendered
+and published, and their rates) is logged every few seconds.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from aqr_ros.ros.to_msg import (camera_info_msg, image_from_array, pointcloud2_from_structured, stamp_from_seconds,
-                                transform_stamped)
+                                tf_message_type, transform_stamped)
+from aqr_ros.tools.cli import make_parser
 from aqr_ros.tools.rig_scenes import SCENE_KINDS, make_scene
 from aqr_ros.tools.synthetic_rig import (BASE_FRAME, CAMERA_NAMES, LIDAR_FRAME, LIDAR_PERIOD, ODOM_FRAME,
                                         CameraFrame, LidarFrame, SyntheticRig)
@@ -39,16 +41,12 @@ NODE_NAME = "aqr_rig_publisher"
 LIDAR_TOPIC = "lidar_top/points"
 #: Lateness (s) above which the run is reported as not keeping to the sensor timing.
 _LATE_WARNING = 0.02
-
-
-def _tf_message_type() -> type:
-    """tf2_msgs/TFMessage, imported on first use because PyPI has no tf2_msgs wheel."""
-    try:
-        from tf2_msgs.msg import TFMessage
-    except ImportError as exc:
-        raise RuntimeError("tf2_msgs is not importable: on a ROS 2 install source its setup file; in the test "
-                           "environment run `source scripts/env.sh` (scripts/setup.sh builds tf2_msgs)") from exc
-    return TFMessage
+#: Lateness (s) at which a warning says, during the run, that rendering cannot keep up.
+_BEHIND_WARNING = 1.0
+#: Wall seconds between progress lines.
+PROGRESS_PERIOD = 2.0
+#: Default ``--prebuffer``: seconds of sensor data rendered ahead (about 16 MB of images per LiDAR frame).
+DEFAULT_PREBUFFER_S = 1.0
 
 
 @dataclass
@@ -58,11 +56,60 @@ class _Ready:
     t: float
     headers: list[Header]
     sends: list[tuple[Callable, object]]
+    lidar: bool
+
+
+class Progress:
+    """Counts of rendered and published LiDAR frames, logged as one line every :data:`PROGRESS_PERIOD` seconds so a
+    long run never looks hung. The renderer thread only writes ``rendered`` and ``rendered_at``."""
+
+    def __init__(self, frames: int, rate: float, log: Callable[[str], None]) -> None:
+        self.frames, self.rate, self.log = frames, rate, log
+        self.rendered = self.published = 0
+        self.started = time.monotonic()
+        self.publishing_since: float | None = None
+        #: When the renderer finished (None while it runs); the render rate is measured up to it.
+        self.rendered_at: float | None = None
+        self._next = self.started + PROGRESS_PERIOD
+
+    def line(self, now: float) -> str:
+        """``rendered a/N LiDAR frames (r/s), published b/N (p/s, x real time)``."""
+        text = f"rendered {self.rendered}/{self.frames} LiDAR frames ({self.render_rate(now):.1f}/s)"
+        if self.publishing_since is None:
+            return f"{text}; publishing starts when the prebuffer is full"
+        rate = self.published / max(now - self.publishing_since, 1e-9)
+        return (f"{text}, published {self.published}/{self.frames} ({rate:.1f}/s, "
+                f"{rate * LIDAR_PERIOD:.2f}x real time; asked for {self.rate:g}x)")
+
+    def render_rate(self, now: float) -> float:
+        """LiDAR frames rendered per wall second so far."""
+        end = now if self.rendered_at is None else self.rendered_at
+        return self.rendered / max(end - self.started, 1e-9)
+
+    def tick(self) -> None:
+        """Log the progress line when it is due."""
+        now = time.monotonic()
+        if now >= self._next:
+            self._next = now + PROGRESS_PERIOD
+            self.log(self.line(now))
+
+
+def prebuffer_seconds(text: str) -> float | None:
+    """``--prebuffer``: positive seconds, or ``all`` (None: the whole sequence)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0.0:
+        raise argparse.ArgumentTypeError(f"invalid prebuffer {text!r}: positive seconds, or 'all'")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line options of aqr_rig_publisher."""
-    parser = argparse.ArgumentParser(prog=NODE_NAME, description=__doc__.splitlines()[0])
+    parser = make_parser(NODE_NAME, __doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40, help="number of LiDAR frames (20 Hz) to publish")
     parser.add_argument("--rate", type=float, default=1.0, help="playback speed factor (2 = twice real time)")
     parser.add_argument("--seed", type=int, default=0, help="scene seed (and LiDAR noise seed)")
@@ -80,11 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
                              "rig time (start + t); the same unless --rate is not 1")
     parser.add_argument("--qos", choices=("reliable", "best_effort"), default="reliable",
                         help="reliability of the sensor topics (depth 5)")
-    parser.add_argument("--prebuffer", type=float, default=None,
-                        help="seconds of data rendered ahead of publishing (default: the whole sequence; "
-                             "about 16 MB of images per LiDAR frame)")
+    parser.add_argument("--prebuffer",
+                        type=prebuffer_seconds, default=DEFAULT_PREBUFFER_S, metavar="SECONDS|all",
+                        help="sensor seconds rendered ahead of publishing, in a bounded queue (about 16 MB of "
+                             "images per LiDAR frame); 'all' renders the whole sequence first (exact timing on a "
+                             "slow machine, memory grows with --frames)")
     parser.add_argument("--wait-for-subscribers", type=int, default=0, metavar="N",
-                        help=f"wait (up to --wait-timeout s) until {LIDAR_TOPIC} has N subscribers")
+                        help=f"wait (up to --wait-timeout s) until {LIDAR_TOPIC} has N subscribers and every camera "
+                             "topic and /tf one")
     parser.add_argument("--wait-timeout", type=float, default=10.0, help="seconds to wait for subscribers")
     parser.add_argument("--linger", type=float, default=0.5,
                         help="seconds to stay up after the last frame so reliable data is delivered")
@@ -102,7 +152,7 @@ class RigPublisher(Node):
         self.cameras = tuple(i for i in range(len(CAMERA_NAMES)) if i not in options.drop_camera)
         reliability = (ReliabilityPolicy.RELIABLE if options.qos == "reliable" else ReliabilityPolicy.BEST_EFFORT)
         sensor_qos = QoSProfile(depth=5, reliability=reliability)
-        TFMessage = _tf_message_type()
+        TFMessage = tf_message_type()
         self._tf_type = TFMessage
         self.lidar_pub = self.create_publisher(PointCloud2, LIDAR_TOPIC, sensor_qos)
         self.image_pubs = {i: self.create_publisher(Image, f"{CAMERA_NAMES[i]}/image_raw", sensor_qos)
@@ -121,14 +171,14 @@ class RigPublisher(Node):
         tf = (self.tf_pub.publish, self._tf_type(transforms=[odom]))
         if isinstance(frame, LidarFrame):
             cloud = pointcloud2_from_structured(frame.points, LIDAR_FRAME, 0.0)
-            return _Ready(frame.t, [odom.header, cloud.header], [tf, (self.lidar_pub.publish, cloud)])
+            return _Ready(frame.t, [odom.header, cloud.header], [tf, (self.lidar_pub.publish, cloud)], True)
         info = self.rig.camera_info(frame.camera)
         image = image_from_array(frame.image, "bgr8", info.frame_id, 0.0)
         info_msg = camera_info_msg(info.K, info.width, info.height, info.frame_id, 0.0, D=info.D, R=info.R,
                                    P=info.P, distortion_model=info.distortion_model)
         return _Ready(frame.t, [odom.header, image.header, info_msg.header],
                       [tf, (self.image_pubs[frame.camera].publish, image),
-                       (self.info_pubs[frame.camera].publish, info_msg)])
+                       (self.info_pubs[frame.camera].publish, info_msg)], False)
 
     def publish_static(self, stamp: float) -> None:
         """All static transforms of the rig in one latched /tf_static message."""
@@ -147,19 +197,23 @@ class RigPublisher(Node):
             publish(msg)
 
     def wait_for_subscribers(self) -> bool:
-        """Block until the LiDAR topic has ``--wait-for-subscribers`` subscribers or the timeout passes."""
+        """Block until the LiDAR topic has ``--wait-for-subscribers`` subscribers and every camera topic and /tf at
+        least one (a volatile message sent before its reader matched is lost), or the timeout passes."""
         deadline = time.monotonic() + self.options.wait_timeout
-        while self.lidar_pub.get_subscription_count() < self.options.wait_for_subscribers:
+        others = [*self.image_pubs.values(), *self.info_pubs.values(), self.tf_pub]
+        while (self.lidar_pub.get_subscription_count() < self.options.wait_for_subscribers
+               or min(pub.get_subscription_count() for pub in others) < 1):
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.05)
         return True
 
 
-def _renderer(node: RigPublisher, out: queue.Queue, stop: threading.Event) -> None:
+def _renderer(node: RigPublisher, out: queue.Queue, stop: threading.Event, progress: Progress) -> None:
     """Render every frame in time order into ``out``; ``None`` marks the end."""
     for frame in node.rig.frames(node.options.frames, cameras=node.cameras):
         ready = node.render(frame)
+        progress.rendered += ready.lidar
         while not stop.is_set():
             try:
                 out.put(ready, timeout=0.1)
@@ -168,43 +222,74 @@ def _renderer(node: RigPublisher, out: queue.Queue, stop: threading.Event) -> No
                 continue
         if stop.is_set():
             return
+    progress.rendered_at = time.monotonic()
     out.put(None)
+
+
+def events_ahead(rig: SyntheticRig, frames: int, cameras: tuple[int, ...], prebuffer: float | None) -> int:
+    """Size of the render-ahead queue: the published events in the first ``prebuffer`` seconds (at least one), or 0,
+    unbounded, for None (the whole sequence)."""
+    if prebuffer is None:
+        return 0
+    return max(1, sum(1 for e in rig.schedule(frames) if e.t < prebuffer and (e.sensor < 0 or e.sensor in cameras)))
 
 
 def play(node: RigPublisher) -> tuple[int, float]:
     """Render ahead and publish every event at its due time; returns (events published, worst lateness in s)."""
     options = node.options
-    if options.prebuffer is None:
-        ahead = 0
-    else:
-        ahead = max(1, sum(1 for e in node.rig.schedule(options.frames)
-                           if e.t < options.prebuffer and (e.sensor < 0 or e.sensor in node.cameras)))
+    ahead = events_ahead(node.rig, options.frames, node.cameras, options.prebuffer)
     ready_queue: queue.Queue = queue.Queue(maxsize=ahead)
     stop = threading.Event()
-    worker = threading.Thread(target=_renderer, args=(node, ready_queue, stop), daemon=True)
+    progress = Progress(options.frames, options.rate, node.get_logger().info)
+    worker = threading.Thread(target=_renderer, args=(node, ready_queue, stop, progress), daemon=True)
+    ahead_text = (f"all {options.frames} LiDAR frames" if options.prebuffer is None
+                  else f"{options.prebuffer:g} s ({ahead} sensor events)")
+    node.get_logger().info(f"rendering {ahead_text} ahead of publishing at rate {options.rate:g}")
     worker.start()
     while worker.is_alive() and (ahead == 0 or ready_queue.qsize() < ahead):
+        progress.tick()
         time.sleep(0.01)
 
+    if options.wait_for_subscribers:
+        node.get_logger().info(f"waiting up to {options.wait_timeout:g} s for {options.wait_for_subscribers} "
+                               f"subscriber(s) on {LIDAR_TOPIC}")
     if options.wait_for_subscribers and not node.wait_for_subscribers():
         node.get_logger().warning(f"fewer than {options.wait_for_subscribers} subscribers on {LIDAR_TOPIC} after "
                                   f"{options.wait_timeout:g} s; publishing anyway")
     start_time = time.time() if options.start_time is None else options.start_time
     node.publish_static(start_time)
-    wall0 = time.monotonic()
+    wall0 = progress.publishing_since = time.monotonic()
     published, worst = 0, 0.0
     try:
-        while (ready := ready_queue.get()) is not None:
+        while (ready := _next_ready(ready_queue, progress)) is not None:
             due = wall0 + ready.t / options.rate
-            delay = due - time.monotonic()
-            if delay > 0.0:
-                time.sleep(delay)
-            worst = max(worst, time.monotonic() - due)
+            while (delay := due - time.monotonic()) > 0.0:
+                time.sleep(min(delay, PROGRESS_PERIOD))
+                progress.tick()
+            late = time.monotonic() - due
+            if late > _BEHIND_WARNING >= worst:
+                rate = progress.render_rate(time.monotonic()) * LIDAR_PERIOD
+                node.get_logger().warning(f"rendering is slower than playback ({rate:.2f}x real time against "
+                                          f"--rate {options.rate:g}): publishing lags the sensor times; use "
+                                          f"--rate {rate * 0.8:.2g} or --prebuffer all")
+            worst = max(worst, late)
             node.publish_ready(ready, start_time)
             published += 1
+            progress.published += ready.lidar
+            progress.tick()
     finally:
         stop.set()
+    node.get_logger().info(progress.line(time.monotonic()))
     return published, worst
+
+
+def _next_ready(ready_queue: queue.Queue, progress: Progress) -> _Ready | None:
+    """The next rendered event (None at the end), logging progress while the renderer is behind."""
+    while True:
+        try:
+            return ready_queue.get(timeout=0.1)
+        except queue.Empty:
+            progress.tick()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                f"{worst * 1e3:.1f} ms")
         if worst > _LATE_WARNING:
             node.get_logger().warning("rendering could not keep up: publish times lagged the sensor times; "
-                                      "drop --prebuffer (render everything first) or lower --rate")
+                                      "raise --prebuffer (or 'all': render everything first) or lower --rate")
         time.sleep(options.linger)
     except KeyboardInterrupt:
         pass

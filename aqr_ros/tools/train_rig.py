@@ -13,7 +13,6 @@ checkpoint and the loss log; ``--resume`` continues a stopped run where it stopp
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -34,6 +33,7 @@ from aqr_ros.model.config import ModelConfig
 from aqr_ros.model.denoising import make_denoising_queries
 from aqr_ros.model.losses import CmtLoss, gravity_centre_boxes
 from aqr_ros.model.task_head import REGRESSION_BRANCHES
+from aqr_ros.tools.cli import add_device_argument, make_parser, resolve_device
 from aqr_ros.tools.rig_dataset import (
     FIRST_EVAL_SEED,
     Augmentation,
@@ -85,13 +85,6 @@ class CyclicLr:
         else:
             start, stop, frac = self.peak, self.end, (step - self.up) / max(1, self.total - self.up)
         return self.lr * (stop + (start - stop) * (1 + math.cos(math.pi * min(frac, 1.0))) / 2)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 @dataclass
@@ -392,19 +385,18 @@ def _device_name(device: torch.device) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: train, export, print the summary."""
     defaults = TrainOptions()
-    parser = argparse.ArgumentParser(prog="aqr_train_rig", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = make_parser("aqr_train_rig", __doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="the .safetensors file to write")
     parser.add_argument("--config", default=defaults.config, help="model config name or YAML path")
     parser.add_argument("--seeds", default=defaults.seeds,
                         help=f"training scene seeds, e.g. 0-1199 (must stay below {FIRST_EVAL_SEED})")
-    parser.add_argument("--iterations", type=int, default=defaults.iterations)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--iterations", type=int, default=defaults.iterations, help="optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="samples per step")
     parser.add_argument("--lr", type=float, default=defaults.lr, help="base learning rate (the peak is 6x)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of everything random")
     parser.add_argument("--no-local-attention", dest="local_attention", action="store_false",
                         help="keep the random initialisation of the decoder's cross-attention")
-    parser.add_argument("--device", default=defaults.device, help="auto | cpu | cuda | cuda:N")
+    add_device_argument(parser, default=defaults.device, help="training device: auto is CUDA when available")
     parser.add_argument("--work-dir", type=Path, default=Path("work/train_rig"),
                         help="resumable checkpoint (last.pt) and loss log (train_log.jsonl)")
     parser.add_argument("--resume", action="store_true", help="continue from WORK_DIR/last.pt")
@@ -412,8 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes rendering samples")
     parser.add_argument("--time-budget", type=float, metavar="SECONDS",
                         help="set --iterations from a measured iteration time so that training takes this long")
-    parser.add_argument("--log-every", type=int, default=20)
-    parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument("--log-every", type=int, default=20, help="iterations between progress lines")
+    parser.add_argument("--checkpoint-every", type=int, default=200,
+                        help="iterations between resumable checkpoints in --work-dir")
     args = parser.parse_args(argv)
     options = TrainOptions(config=args.config, seeds=args.seeds, iterations=args.iterations,
                            batch_size=args.batch_size, lr=args.lr, local_attention=args.local_attention,
