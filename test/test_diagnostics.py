@@ -115,6 +115,22 @@ def test_published_frames_give_the_output_rate_and_the_frame_values():
     assert "camera1 late" in status.message and "processing 250 ms > 200 ms" in status.message
 
 
+def test_a_status_shows_one_frame_calibration_and_results_together():
+    """Calibration recorded while the next frame is in progress appears only once that frame ends."""
+    diag = _diag(stale_s=1e3)
+    report = FrameReport(camera_state=("fused", "fused"), camera_dt_ms=(1.0, 2.0), num_points=10)
+    diag.set_calibration(0, "ok")
+    diag.set_lidar_pose("ok")
+    diag.frame_done(report, 100.0)
+    diag.set_calibration(0, "no tf lidar_top -> cam_front_optical")  # the next frame, still in progress
+    diag.set_lidar_pose("no tf lidar_top -> odom")
+    values = _values(diag.status(100.1))
+    assert values["camera0 calibration"] == "ok" and values["lidar pose in fixed frame"] == "ok"
+    diag.frame_skipped("calibration incomplete", report)
+    values = _values(diag.status(100.2))
+    assert values["camera0 calibration"].startswith("no tf") and values["lidar pose in fixed frame"].startswith("no tf")
+
+
 def test_frame_timings_carry_the_frame_header():
     header = Header(frame_id="lidar_top")
     header.stamp.sec, header.stamp.nanosec = 1_700_000_000, 5

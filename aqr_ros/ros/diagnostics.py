@@ -58,6 +58,19 @@ class ArrivalWindow:
         return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
+@dataclass
+class _CalibrationState:
+    """Per camera the calibration state, the extrinsic used and the lens handling, and the LiDAR pose state."""
+
+    calibration: list[str]
+    extrinsic: list[str]
+    lens: list[str]
+    lidar_pose: str
+
+    def copy(self) -> "_CalibrationState":
+        return _CalibrationState(list(self.calibration), list(self.extrinsic), list(self.lens), self.lidar_pose)
+
+
 class FusionDiagnostics:
     """Thread-safe counters, input/output arrivals and last-frame state, rendered as a DiagnosticArray."""
 
@@ -73,10 +86,12 @@ class FusionDiagnostics:
         #: topic -> (rejected count, last reason); recent rejections as (time s, topic, reason)
         self._rejected: dict[str, tuple[int, str]] = {}
         self._recent_rejections: deque[tuple[float, str, str]] = deque()
-        self._calibration: list[str] = ["waiting for camera_info and tf"] * len(self.camera_names)
-        self._extrinsic: list[str] = ["no image yet"] * len(self.camera_names)
-        self._lens: list[str] = ["no camera_info yet"] * len(self.camera_names)
-        self._lidar_pose = "no cloud yet"
+        views = len(self.camera_names)
+        #: The frame in progress records its calibration here; it is shown once that frame ends (done or skipped),
+        #: so one status never mixes the last frame's results with the next one's calibration.
+        self._staged = _CalibrationState(["waiting for camera_info and tf"] * views, ["no image yet"] * views,
+                                         ["no camera_info yet"] * views, "no cloud yet")
+        self._shown = self._staged.copy()
         self._skip_reason = ""
         self._frame: Optional[FrameReport] = None
         self._state = "unconfigured"
@@ -130,27 +145,28 @@ class FusionDiagnostics:
     def set_calibration(self, camera: int, state: str) -> None:
         """Record a camera's calibration state ("ok" or what is missing)."""
         with self._lock:
-            self._calibration[camera] = state
+            self._staged.calibration[camera] = state
 
     def set_extrinsic(self, camera: int, source: str) -> None:
         """Record which extrinsic a camera's last image was projected with ("time-corrected via ..." or "static: ...")."""
         with self._lock:
-            self._extrinsic[camera] = source
+            self._staged.extrinsic[camera] = source
 
     def set_lens(self, camera: int, description: str) -> None:
         """Record how a camera's images reach the model's pinhole (undistorted, rectified input, distortion ignored)."""
         with self._lock:
-            self._lens[camera] = description
+            self._staged.lens[camera] = description
 
     def set_lidar_pose(self, state: str) -> None:
         """Record whether the LiDAR pose in the fixed frame was available ("ok" or the reason)."""
         with self._lock:
-            self._lidar_pose = state
+            self._staged.lidar_pose = state
 
     def frame_done(self, report: FrameReport, now_s: float) -> None:
         """Record a published frame."""
         with self._lock:
             self._frame = report
+            self._shown = self._staged.copy()
             self._skip_reason = ""
             self._counts["published"] += 1
             self._output.add(now_s)
@@ -159,6 +175,7 @@ class FusionDiagnostics:
         """Record a frame that produced no output, and why."""
         with self._lock:
             self._skip_reason = reason
+            self._shown = self._staged.copy()
             if report is not None:
                 self._frame = report
             self._counts["skipped"] += 1
@@ -236,14 +253,14 @@ class FusionDiagnostics:
                 dt = frame.camera_dt_ms[i] if frame else None
                 values += [(f"camera{i} {name}", state),
                            (f"camera{i} dt_ms", "n/a" if dt is None else f"{dt:.1f}"),
-                           (f"camera{i} calibration", self._calibration[i]),
-                           (f"camera{i} extrinsic", self._extrinsic[i]),
-                           (f"camera{i} lens", self._lens[i])]
+                           (f"camera{i} calibration", self._shown.calibration[i]),
+                           (f"camera{i} extrinsic", self._shown.extrinsic[i]),
+                           (f"camera{i} lens", self._shown.lens[i])]
                 if frame and state != "fused":
                     problems.append((WARN, f"camera{i} {state}"))
-                elif self._extrinsic[i].startswith("static: no pose"):
+                elif self._shown.extrinsic[i].startswith("static: no pose"):
                     problems.append((WARN, f"camera{i} extrinsic not time-corrected (no pose in the fixed frame)"))
-            values.append(("lidar pose in fixed frame", self._lidar_pose))
+            values.append(("lidar pose in fixed frame", self._shown.lidar_pose))
             if frame:
                 values += [("points", str(frame.num_points)), ("sweeps", str(frame.num_sweeps)),
                            ("uncompensated sweeps", str(frame.num_uncompensated)),
