@@ -69,6 +69,8 @@ WORKER_STOP_S = 5.0
 FAILURE_CHECK_S = 0.2
 #: Consecutive CUDA out-of-memory frames that stop processing.
 MAX_OOM_FRAMES = 3
+#: Period (s) at which a frame polls tf for a lagging pose (tf.max_wait).
+POSE_POLL_S = 0.002
 #: Seed of the random weights an empty checkpoint gives (model.allow_random_weights).
 RANDOM_WEIGHTS_SEED = 0
 #: Executor threads: callbacks only store messages; the model has its own thread budget (model.threads).
@@ -662,6 +664,24 @@ class AqrNode(LifecycleNode):
         if self._due("calibration", reason):
             self.get_logger().warning(f"no output: {reason}")
 
+    def _pose_wait_s(self, p: NodeParams) -> float:
+        """How long a frame may wait for a lagging pose (an offline run's recording holds all it will ever have)."""
+        return p.tf_max_wait
+
+    def _wait_for_pose(self, bundle: FrameBundle, header: Header, p: NodeParams) -> None:
+        """Give an odometry that lags the sensors up to ``tf.max_wait`` to deliver the LiDAR pose in the fixed frame
+        at the frame's newest stamp (its cloud's or a fused image's): the motion compensation and the time-corrected
+        extrinsics need it. Polls without blocking a callback (the worker is no executor thread)."""
+        wait_s = self._pose_wait_s(p)
+        if not p.fixed_frame or wait_s <= 0.0:
+            return
+        newest = Time(nanoseconds=max([bundle.stamp_ns, *(s for s in bundle.image_stamps_ns if s is not None)]),
+                      clock_type=ClockType.ROS_TIME)
+        deadline = time.monotonic() + wait_s
+        while (self.tf.lookup(p.fixed_frame, header.frame_id, newest).matrix is None
+               and time.monotonic() < deadline and not self._stop.is_set()):
+            time.sleep(POSE_POLL_S)
+
     def _output_transform(self, header: Header, p: NodeParams) -> Optional[np.ndarray] | str:
         """``T(output_frame <- cloud frame)`` at the cloud stamp; None when boxes stay in the cloud's frame,
         or what is missing when tf has no such transform yet."""
@@ -710,6 +730,9 @@ class AqrNode(LifecycleNode):
             self.diag.frame_skipped("cloud without frame_id", report)
             return
 
+        t0 = time.perf_counter()
+        self._wait_for_pose(bundle, header, p)
+        stages["pose_wait"] = (time.perf_counter() - t0) * 1e3
         t0 = time.perf_counter()
         calibs, uncalibrated = self._calibrate(images, bundle, header, p)
         for i, why in uncalibrated.items():  # masked like a late camera, and said so

@@ -22,6 +22,7 @@ from std_msgs.msg import Header
 
 from aqr_ros.pipeline.frame import FrameDetections
 from aqr_ros.ros.node import AqrNode
+from aqr_ros.ros.params import NodeParams
 from aqr_ros.ros.sync import FrameBundle
 from aqr_ros.ros.to_msg import nanoseconds_from_stamp
 
@@ -78,6 +79,9 @@ class OfflineAqrNode(AqrNode):
 
     def _receive_clock_ns(self) -> int:
         return self.recording_ns
+
+    def _pose_wait_s(self, p: NodeParams) -> float:
+        return 0.0  # the recording is handed in up to the frame's instant: waiting cannot bring more tf
 
     def _output_publisher(self, msg_type: type, topic: str, qos: QoSProfile) -> RecordedOutput:  # type: ignore[override]
         resolved = self.resolve_topic_name(topic)

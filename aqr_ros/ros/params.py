@@ -102,6 +102,9 @@ SPECS: tuple[ParamSpec, ...] = (
               "tf.fixed_frame, uses the static extrinsic."),
     ParamSpec("tf.refresh_period", 0.0, "Re-read camera extrinsics this often (s); 0 = cache forever.",
               bounds=(0.0, 3600.0)),
+    ParamSpec("tf.max_wait", 0.05,
+              "Longest wait (s, wall clock) of a frame for tf.fixed_frame to reach its newest stamp (the cloud's or "
+              "a fused image's) when odometry lags the sensors; 0 = use what tf has.", bounds=(0.0, 1.0)),
     ParamSpec("qos.input_reliability", "best_effort", "Reliability of the input subscriptions.",
               choices=("best_effort", "reliable")),
     ParamSpec("qos.input_depth", 2, "History depth of the input subscriptions.", bounds=(1, 100)),
@@ -162,6 +165,7 @@ class NodeParams:
     fixed_frame: str
     time_correct_extrinsics: bool
     tf_refresh_period: float
+    tf_max_wait: float
     input_reliable: bool
     input_depth: int
     output_reliable: bool
@@ -258,6 +262,7 @@ def validate(values: Mapping[str, Any], num_cameras: int = 6) -> NodeParams:
         fixed_frame=v["tf.fixed_frame"],
         time_correct_extrinsics=v["tf.time_correct_extrinsics"],
         tf_refresh_period=v["tf.refresh_period"],
+        tf_max_wait=v["tf.max_wait"],
         input_reliable=v["qos.input_reliability"] == "reliable",
         input_depth=v["qos.input_depth"],
         output_reliable=v["qos.output_reliability"] == "reliable",
