@@ -23,8 +23,9 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import LifecycleNode, Node
 
-from aqr_ros.ros.launch_args import (CHOICES, DEFAULT_CAMERAS, NODE_NAME, PARAMETER_ARGUMENTS, TEMPLATE_FIXED_FRAME,
-                                     camera_remaps, compressed_images, node_overrides, node_path, write_rviz_config)
+from aqr_ros.ros.launch_args import (CHOICES, DEFAULT_CAMERAS, DEFAULT_IMAGE_SUFFIX, DEFAULT_LIDAR_TOPIC, NODE_NAME,
+                                     PARAMETER_ARGUMENTS, TEMPLATE_FIXED_FRAME, camera_remaps, compressed_images,
+                                     node_overrides, node_path, write_rviz_config)
 
 
 
@@ -72,10 +73,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("output_frame", default_value="", description="frame of the detections (empty: params)"),
         DeclareLaunchArgument("fixed_frame", default_value="", description="tf fixed frame (empty: params)"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node"),
-        DeclareLaunchArgument("lidar_topic", default_value="/lidar_top/points", description="PointCloud2 input"),
+        DeclareLaunchArgument("lidar_topic", default_value=DEFAULT_LIDAR_TOPIC, description="PointCloud2 input"),
         DeclareLaunchArgument("camera_namespaces", default_value=DEFAULT_CAMERAS,
                               description="comma-separated camera namespaces in model view order"),
-        DeclareLaunchArgument("image_suffix", default_value="image_raw", description="image topic in each namespace"),
+        DeclareLaunchArgument("image_suffix", default_value=DEFAULT_IMAGE_SUFFIX, description="image topic in each namespace"),
         DeclareLaunchArgument("compressed", default_value="", choices=CHOICES["compressed"],
                               description="subscribe to .../compressed (empty: params)"),
         DeclareLaunchArgument("use_sim_time", default_value="false", choices=CHOICES["use_sim_time"],

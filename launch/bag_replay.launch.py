@@ -17,6 +17,8 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.event_handlers import OnStateTransition
 
+from aqr_ros.ros.launch_args import DEFAULT_CAMERAS, DEFAULT_IMAGE_SUFFIX, DEFAULT_LIDAR_TOPIC, TEMPLATE_FIXED_FRAME
+
 PASSED_THROUGH = ("params_file", "checkpoint", "model_config", "device", "lidar_axes", "output_frame", "fixed_frame",
                   "namespace", "lidar_topic", "camera_namespaces", "image_suffix", "compressed", "log_level",
                   "fastdds_profile", "autostart", "rviz_fixed_frame")
@@ -38,7 +40,7 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("bag", description="rosbag2 folder or file to play"),
         DeclareLaunchArgument("rate", default_value="1.0", description="playback rate"),
         DeclareLaunchArgument("rviz", default_value="true", description="start rviz2"),
-        DeclareLaunchArgument("rviz_fixed_frame", default_value="lidar_top",
+        DeclareLaunchArgument("rviz_fixed_frame", default_value=TEMPLATE_FIXED_FRAME,
                               description="rviz2's fixed frame (tf must link it to the cloud's frame)"),
         DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "aqr.yaml")),
         DeclareLaunchArgument("checkpoint", default_value=""),
@@ -49,11 +51,9 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("fixed_frame", default_value=""),
         DeclareLaunchArgument("fastdds_profile", default_value=""),
         DeclareLaunchArgument("namespace", default_value=""),
-        DeclareLaunchArgument("lidar_topic", default_value="/lidar_top/points"),
-        DeclareLaunchArgument("camera_namespaces",
-                              default_value="/cam_front,/cam_front_right,/cam_front_left,/cam_back,/cam_back_left,"
-                                            "/cam_back_right"),
-        DeclareLaunchArgument("image_suffix", default_value="image_raw"),
+        DeclareLaunchArgument("lidar_topic", default_value=DEFAULT_LIDAR_TOPIC),
+        DeclareLaunchArgument("camera_namespaces", default_value=DEFAULT_CAMERAS),
+        DeclareLaunchArgument("image_suffix", default_value=DEFAULT_IMAGE_SUFFIX),
         DeclareLaunchArgument("compressed", default_value=""),
         DeclareLaunchArgument("log_level", default_value="info"),
         DeclareLaunchArgument("autostart", default_value=""),

@@ -14,9 +14,9 @@ from rclpy.parameter import Parameter
 from tf2_msgs.msg import TFMessage
 
 from aqr_ros.ros.offline import OfflineAqrNode, OfflineRunner, configure_offline
-from aqr_ros.ros.to_msg import (camera_info_msg, image_from_array, nanoseconds_from_stamp, pointcloud2_from_structured,
-                                stamp_from_seconds, transform_stamped)
-from aqr_ros.tools.synthetic_rig import BASE_FRAME, CAMERA_NAMES, LIDAR_FRAME, ODOM_FRAME, LidarFrame, SyntheticRig
+from aqr_ros.ros.to_msg import nanoseconds_from_stamp, stamp_from_seconds, transform_stamped
+from aqr_ros.tools.rig_publisher import frame_messages
+from aqr_ros.tools.synthetic_rig import CAMERA_NAMES, LIDAR_FRAME, ODOM_FRAME, SyntheticRig
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_CONFIG = REPO / "test" / "configs" / "tiny.yaml"
@@ -32,23 +32,24 @@ REMAPS = ["-r", f"~/input/pointcloud:={CLOUD}"] + [
 
 
 def rig_messages(num_lidar_frames: int) -> Iterator[tuple[str, int, Any]]:
-    """(topic, recording time ns, message) of a short rig sequence in time order, as a recorder would store it."""
+    """(topic, recording time ns, message) of a short rig sequence in time order, the rig publisher's messages as a
+    recorder would store them."""
     rig = SyntheticRig(seed=3)
     static = TFMessage(transforms=[transform_stamped(T, parent, child, START_S)
                                    for parent, child, T in rig.rig.static_transforms()])
     yield "/tf_static", int(START_S * 1e9), static
     for frame in rig.frames(num_lidar_frames, start_time=START_S):
+        msgs = frame_messages(rig, frame)
         stamp = stamp_from_seconds(frame.stamp)
+        for header in msgs.headers:
+            header.stamp = stamp
         t_ns = nanoseconds_from_stamp(stamp)
-        yield "/tf", t_ns, TFMessage(transforms=[transform_stamped(frame.T_odom_base, ODOM_FRAME, BASE_FRAME, stamp)])
-        if isinstance(frame, LidarFrame):
-            yield CLOUD, t_ns, pointcloud2_from_structured(frame.points, LIDAR_FRAME, stamp)
-            continue
-        info = rig.camera_info(frame.camera)
-        yield IMAGES[frame.camera], t_ns, image_from_array(frame.image, "bgr8", info.frame_id, stamp)
-        yield INFOS[frame.camera], t_ns, camera_info_msg(info.K, info.width, info.height, info.frame_id, stamp,
-                                                                D=info.D, R=info.R, P=info.P,
-                                                                distortion_model=info.distortion_model)
+        yield "/tf", t_ns, TFMessage(transforms=[msgs.odom])
+        if msgs.cloud is not None:
+            yield CLOUD, t_ns, msgs.cloud
+        else:
+            yield IMAGES[frame.camera], t_ns, msgs.image
+            yield INFOS[frame.camera], t_ns, msgs.info
 
 
 @pytest.fixture(scope="module")

@@ -39,6 +39,10 @@ CHOICES = {
 _BOOLEAN_PARAMETERS = {"input.compressed_images", "autostart"}
 
 
+#: The LiDAR topic the node's input is remapped from by default.
+DEFAULT_LIDAR_TOPIC = "/lidar_top/points"
+#: The image topic under each camera namespace by default (image_pipeline's raw images).
+DEFAULT_IMAGE_SUFFIX = "image_raw"
 #: The camera namespaces in model camera order (nuScenes: FRONT, FRONT_RIGHT, FRONT_LEFT, BACK, BACK_LEFT, BACK_RIGHT).
 DEFAULT_CAMERAS = "/cam_front,/cam_front_right,/cam_front_left,/cam_back,/cam_back_left,/cam_back_right"
 

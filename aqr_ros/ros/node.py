@@ -756,7 +756,8 @@ class AqrNode(LifecycleNode):
             earlier_points = self._decode_cloud(earlier, p)
             if earlier_points is not None:
                 self.assembler.push_cloud(earlier_points, stamp_ns * 1e-9, self._lidar_pose(earlier.header, p))
-        self.assembler.push_cloud(points, bundle.stamp_ns * 1e-9, self._lidar_pose(header, p))
+        T_fixed_lidar = self._lidar_pose(header, p)
+        self.assembler.push_cloud(points, bundle.stamp_ns * 1e-9, T_fixed_lidar)
         model_input = self.assembler.assemble(images, calibs)
         for i, issue in enumerate(model_input.camera_issues):
             if issue is not None:
@@ -775,7 +776,7 @@ class AqrNode(LifecycleNode):
 
         t0 = time.perf_counter()
         frame = self.assembler.detections(det, p.score_threshold, p.max_detections)
-        self._frame_detected(frame, header)
+        self._frame_detected(frame, header, T_fixed_lidar)
         out_header = header
         if T_out_lidar is not None:
             frame = replace(frame, boxes=transform_boxes(frame.boxes, T_out_lidar))
@@ -808,9 +809,10 @@ class AqrNode(LifecycleNode):
             self.get_logger().info(f"first frame published: {len(frame)} detections, "
                                    f"{sum(s == 'fused' for s in states)} cameras fused, {total_ms:.0f} ms")
 
-    def _frame_detected(self, frame: FrameDetections, header: Header) -> None:
-        """Every frame's selected detections in the cloud's frame, before publishing: a live node needs nothing more
-        than its messages; an offline run (:mod:`aqr_ros.ros.offline`) keeps them for its results file."""
+    def _frame_detected(self, frame: FrameDetections, header: Header, T_fixed_lidar: Optional[np.ndarray]) -> None:
+        """Every frame's selected detections in the cloud's frame, before publishing, with the LiDAR pose in
+        ``tf.fixed_frame`` it was compensated with (None: none): a live node needs nothing more than its messages; an
+        offline run (:mod:`aqr_ros.ros.offline`) keeps them for its results file."""
 
     def _publish_weight_maps(self, bundle: FrameBundle, images: Sequence[Optional[np.ndarray]],
                              valid: np.ndarray, lidar2imgs: torch.Tensor, det: Detections, frame: FrameDetections,

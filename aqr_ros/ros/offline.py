@@ -17,7 +17,6 @@ from typing import Any, Optional
 
 import numpy as np
 from rclpy.qos import QoSProfile
-from rclpy.time import Time
 from std_msgs.msg import Header
 
 from aqr_ros.pipeline.frame import FrameDetections
@@ -37,18 +36,18 @@ class RecordedOutput:
     """Stands in for one of the node's publishers: hands each message to the sink, and reports a subscriber
     only for the topics the run records (outputs built only for a listener are skipped otherwise)."""
 
-    def __init__(self, topic_name: str, sink: Callable[[str, Any], None], recorded: bool) -> None:
+    def __init__(self, topic_name: str, writer: Callable[["RecordedOutput", Any], None], recorded: bool) -> None:
         self.topic_name = topic_name
-        self._sink = sink
-        self._recorded = recorded
+        self.recorded = recorded
+        self._writer = writer
 
     def publish(self, msg: Any) -> None:
         """Hand ``msg`` to the node's writer (which keeps the frame timings and records what is recorded)."""
-        self._sink(self.topic_name, msg)
+        self._writer(self, msg)
 
     def get_subscription_count(self) -> int:
         """1 when recorded (the node then builds the message), else 0."""
-        return int(self._recorded)
+        return int(self.recorded)
 
 
 @dataclass(frozen=True)
@@ -87,20 +86,19 @@ class OfflineAqrNode(AqrNode):
         resolved = self.resolve_topic_name(topic)
         return RecordedOutput(resolved, self._write, self._record(resolved))
 
-    def _write(self, topic: str, msg: Any) -> None:
-        if topic == self.timings_pub.topic_name:
+    def _write(self, output: RecordedOutput, msg: Any) -> None:
+        if output is self.timings_pub:
             for value in msg.status[0].values:
                 self.stage_ms.setdefault(value.key.removesuffix(" ms"), []).append(float(value.value))
-        if not self._record(topic):
+        if not output.recorded:
             return
         header = getattr(msg, "header", None)
         stamp_ns = nanoseconds_from_stamp(header.stamp) if header is not None else self._frame_stamp_ns
-        self._sink(topic, msg, stamp_ns)
+        self._sink(output.topic_name, msg, stamp_ns)
 
-    def _frame_detected(self, frame: FrameDetections, header: Header) -> None:
-        fixed = self.params.fixed_frame
-        pose = self.tf.lookup(fixed, header.frame_id, Time.from_msg(header.stamp)).matrix if fixed else None
-        self.detected.append(DetectedFrame(nanoseconds_from_stamp(header.stamp), header.frame_id, frame, pose))
+    def _frame_detected(self, frame: FrameDetections, header: Header, T_fixed_lidar: Optional[np.ndarray]) -> None:
+        self.detected.append(DetectedFrame(nanoseconds_from_stamp(header.stamp), header.frame_id, frame,
+                                           T_fixed_lidar))
 
     def process(self, bundle: FrameBundle) -> Optional[str]:
         """Process one frame as the live worker does (errors counted and logged); the reason when it was fatal."""

@@ -41,8 +41,8 @@ from aqr_ros.pipeline.undistort import LensCalibration, rectification
 from aqr_ros.resources import ResourceError
 from aqr_ros.ros.from_msg import (ConversionError, camera_info_lens, compressed_to_bgr, image_to_bgr,
                                   pointcloud2_to_array)
-from aqr_ros.ros.launch_args import (CHOICES, DEFAULT_CAMERAS, camera_namespaces, camera_remaps, compressed_images,
-                                     file_parameter)
+from aqr_ros.ros.launch_args import (CHOICES, DEFAULT_CAMERAS, DEFAULT_IMAGE_SUFFIX, DEFAULT_LIDAR_TOPIC,
+                                     camera_namespaces, camera_remaps, compressed_images, file_parameter)
 from aqr_ros.ros.params import SPECS, NodeParams, ParameterError, validate
 from aqr_ros.ros.tf_source import TfSource, TfUnavailableError
 from aqr_ros.ros.to_msg import nanoseconds_from_stamp
@@ -51,9 +51,6 @@ from aqr_ros.tools.cli import make_parser
 from aqr_ros.tools.processes import params_file as shipped_params_file
 
 NODE_NAME = "aqr_doctor"
-#: launch/aqr.launch.py's defaults (the launch file itself needs the launch package to import).
-DEFAULT_LIDAR_TOPIC = "/lidar_top/points"
-DEFAULT_IMAGE_SUFFIX = "image_raw"
 #: Messages kept per topic for decoding and the overlays (the rest is counted and stamped only).
 _KEPT = 4
 #: Longest wait (s) for tf after the sensors, until the fixed-frame pose at the newest stamp has arrived.

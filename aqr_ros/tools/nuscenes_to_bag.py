@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 from geometry_msgs.msg import Point, Pose, PoseWithCovariance, Quaternion, Vector3
@@ -34,6 +33,7 @@ from aqr_ros.ros.to_msg import (camera_info_msg, pointcloud2_from_structured, st
                                 transform_stamped)
 from aqr_ros.tools.bag_io import STORAGES, TRANSIENT_LOCAL, BagError, BagWriter
 from aqr_ros.tools.cli import make_parser
+from aqr_ros.tools.progress import ProgressLine
 from aqr_ros.tools.nuscenes_tables import NuScenesError, NuScenesTables, Record, detection_class, pose_matrix
 from aqr_ros.tools.synthetic_rig import invert_rigid
 
@@ -41,8 +41,6 @@ from aqr_ros.tools.synthetic_rig import invert_rigid
 POINT_DTYPE = np.dtype([("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("intensity", "<f4"), ("ring", "<u2")])
 #: Columns of a nuScenes ``.pcd.bin``: x, y, z, intensity, ring index (float32 each).
 PCD_COLUMNS = 5
-#: Seconds between progress-bar updates.
-_PROGRESS_PERIOD = 0.5
 
 
 @dataclass(frozen=True)
@@ -122,37 +120,6 @@ class SceneReport:
         return sum(self.counts.values())
 
 
-class Progress:
-    """A one-line progress bar: done/total sample_data, frames/s and MB/s read, redrawn in place on a terminal
-    (elsewhere, e.g. a log file, only the final line is written)."""
-
-    def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
-        self.label, self.total = label, total
-        self.stream = sys.stderr if stream is None else stream
-        self.live = self.stream.isatty()
-        self.start = self._last = time.monotonic()
-
-    def clear(self) -> None:
-        """Blank the bar's line, so that a message can be printed on it (the next update redraws the bar)."""
-        if self.live:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-
-    def update(self, done: int, bytes_read: int, final: bool = False) -> None:
-        """Redraw (at most every half second unless ``final``, which ends the line)."""
-        now = time.monotonic()
-        if not final and (not self.live or now - self._last < _PROGRESS_PERIOD):
-            return
-        self._last = now
-        elapsed = max(now - self.start, 1e-9)
-        width = 30
-        filled = width * done // max(self.total, 1)
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                          f"sample_data {done / elapsed:.1f} frames/s {bytes_read / elapsed / 1e6:.1f} MB/s"
-                          + ("\n" if final else ""))
-        self.stream.flush()
-
-
 def read_lidar_file(path: Path) -> np.ndarray:
     """The points of a nuScenes ``.pcd.bin`` as :data:`POINT_DTYPE` (ring cast to uint16), or ValueError why not."""
     raw = np.fromfile(path, dtype="<f4")
@@ -214,7 +181,7 @@ def convert_scene(tables: NuScenesTables, scene_name: str, bag_path: Path, layou
     channels = {c for c in tables.channels(scene) if c == layout.lidar_channel or c.startswith("CAM_")}
     records = tables.sample_data(scene, channels)
     started = time.monotonic()
-    bar = Progress(scene_name, len(records)) if progress else None
+    bar = ProgressLine(scene_name, "sample_data", len(records)) if progress else None
     TFMessage = tf_message_type()
     # Every sensor's calibration goes into the first /tf_static; a calibration changing later adds another.
     calibrations: dict[str, Record] = {}
@@ -269,7 +236,7 @@ def convert_scene(tables: NuScenesTables, scene_name: str, bag_path: Path, layou
                 report.ignored_annotations += ignored
                 writer.write(layout.gt_topic, gt, stamp_ns)
             if bar is not None:
-                bar.update(done, report.bytes_read, final=done == len(records))
+                bar.update(done, final=done == len(records), MB=report.bytes_read / 1e6)
     report.counts = dict(writer.counts)
     report.bytes_written = writer.bytes_written
     report.seconds = time.monotonic() - started

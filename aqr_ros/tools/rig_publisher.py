@@ -20,8 +20,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Optional
 
 import rclpy
+from geometry_msgs.msg import TransformStamped
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.utilities import remove_ros_args
@@ -141,6 +143,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass(frozen=True)
+class FrameMessages:
+    """One rendered rig frame as ROS messages, stamped 0: the ego pose (odom -> base_link) and either the cloud or
+    the image with its camera_info."""
+
+    odom: TransformStamped
+    cloud: Optional[PointCloud2] = None
+    image: Optional[Image] = None
+    info: Optional[CameraInfo] = None
+
+    @property
+    def headers(self) -> list[Header]:
+        """Every header to stamp when the frame goes out."""
+        return [msg.header for msg in (self.odom, self.cloud, self.image, self.info) if msg is not None]
+
+
+def frame_messages(rig: SyntheticRig, frame: LidarFrame | CameraFrame) -> FrameMessages:
+    """The messages of one rendered rig frame, as the publisher sends them (and tests replay them offline)."""
+    odom = transform_stamped(frame.T_odom_base, ODOM_FRAME, BASE_FRAME, 0.0)
+    if isinstance(frame, LidarFrame):
+        return FrameMessages(odom, cloud=pointcloud2_from_structured(frame.points, LIDAR_FRAME, 0.0))
+    info = rig.camera_info(frame.camera)
+    return FrameMessages(odom, image=image_from_array(frame.image, "bgr8", info.frame_id, 0.0),
+                         info=camera_info_msg(info.K, info.width, info.height, info.frame_id, 0.0, D=info.D, R=info.R,
+                                              P=info.P, distortion_model=info.distortion_model))
+
+
 class RigPublisher(Node):
     """The publishing node: one publisher per topic; renders the rig into messages and sends them when due."""
 
@@ -167,18 +196,12 @@ class RigPublisher(Node):
 
     def render(self, frame: LidarFrame | CameraFrame) -> _Ready:
         """Messages of one rendered frame (stamps are filled in when it is published)."""
-        odom = transform_stamped(frame.T_odom_base, ODOM_FRAME, BASE_FRAME, 0.0)
-        tf = (self.tf_pub.publish, self._tf_type(transforms=[odom]))
-        if isinstance(frame, LidarFrame):
-            cloud = pointcloud2_from_structured(frame.points, LIDAR_FRAME, 0.0)
-            return _Ready(frame.t, [odom.header, cloud.header], [tf, (self.lidar_pub.publish, cloud)], True)
-        info = self.rig.camera_info(frame.camera)
-        image = image_from_array(frame.image, "bgr8", info.frame_id, 0.0)
-        info_msg = camera_info_msg(info.K, info.width, info.height, info.frame_id, 0.0, D=info.D, R=info.R,
-                                   P=info.P, distortion_model=info.distortion_model)
-        return _Ready(frame.t, [odom.header, image.header, info_msg.header],
-                      [tf, (self.image_pubs[frame.camera].publish, image),
-                       (self.info_pubs[frame.camera].publish, info_msg)], False)
+        msgs = frame_messages(self.rig, frame)
+        tf = (self.tf_pub.publish, self._tf_type(transforms=[msgs.odom]))
+        if msgs.cloud is not None:
+            return _Ready(frame.t, msgs.headers, [tf, (self.lidar_pub.publish, msgs.cloud)], True)
+        return _Ready(frame.t, msgs.headers, [tf, (self.image_pubs[frame.camera].publish, msgs.image),
+                                              (self.info_pubs[frame.camera].publish, msgs.info)], False)
 
     def publish_static(self, stamp: float) -> None:
         """All static transforms of the rig in one latched /tf_static message."""

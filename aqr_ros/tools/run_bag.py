@@ -27,11 +27,11 @@ import rclpy
 from rclpy.utilities import remove_ros_args
 
 from aqr_ros.resources import share_path
-from aqr_ros.ros.launch_args import DEFAULT_CAMERAS, camera_remaps
+from aqr_ros.ros.launch_args import DEFAULT_CAMERAS, DEFAULT_IMAGE_SUFFIX, DEFAULT_LIDAR_TOPIC, camera_remaps
 from aqr_ros.ros.offline import DetectedFrame, OfflineAqrNode, OfflineRunner, configure_offline
-from aqr_ros.ros.to_msg import nanoseconds_from_stamp
 from aqr_ros.tools.bag_io import BagError, BagWriter, bag_topics, read_messages
 from aqr_ros.tools.nuscenes_tables import NuScenesError, NuScenesTables
+from aqr_ros.tools.progress import ProgressLine
 from aqr_ros.tools.cli import add_device_argument, add_precision_argument, HelpFormatter
 
 #: Output topics recorded by default (resolved names of the node ``aqr_node`` in the root namespace).
@@ -59,10 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_precision_argument(parser)
     parser.add_argument("--random-weights", action="store_true",
                         help="allow an empty checkpoint (random weights: plumbing checks only)")
-    parser.add_argument("--lidar-topic", default="/lidar_top/points", help="the cloud topic in the bag")
+    parser.add_argument("--lidar-topic", default=DEFAULT_LIDAR_TOPIC, help="the cloud topic in the bag")
     parser.add_argument("--camera-namespaces", default=DEFAULT_CAMERAS,
                         help="comma-separated camera namespaces in model camera order")
-    parser.add_argument("--image-suffix", default="image_raw", help="image topic under each camera namespace")
+    parser.add_argument("--image-suffix", default=DEFAULT_IMAGE_SUFFIX, help="image topic under each camera namespace")
     parser.add_argument("--raw-images", action="store_true", help="the bag holds sensor_msgs/Image, not compressed")
     parser.add_argument("--gt-topic", default="/gt/detections", help="ground truth whose stamps mark key frames")
     parser.add_argument("--every-sweep", action="store_true", help="infer on every cloud, not only key frames")
@@ -102,6 +102,15 @@ def recorded(extra: str) -> tuple[str, ...]:
     return tuple(prefixes)
 
 
+def indexed_topics(bag: Path) -> tuple[Optional[set[str]], str]:
+    """The topics in the bag's index and "", or None and why it has none (e.g. an MCAP cut short: its messages up to
+    the damage are still read, in written order, by ``read_messages(bag, None)``)."""
+    try:
+        return set(bag_topics(bag)), ""
+    except BagError as exc:
+        return None, str(exc)
+
+
 @dataclass
 class KeyFrames:
     """The cloud stamps to infer on (None: every cloud), where they came from, and (with a dataroot) the sample
@@ -125,36 +134,16 @@ def key_frames(args: argparse.Namespace) -> KeyFrames:
         return KeyFrames(None, "--every-sweep")
     stamps: set[int] = set()
     for bag in args.bags:
+        present, _ = indexed_topics(bag)
         try:
-            topics: Optional[list[str]] = [args.gt_topic] if args.gt_topic in bag_topics(bag) else []
-        except BagError:  # no index (a damaged bag): scan what is there
-            topics = None
-        try:
-            if topics != []:
+            if present is None or args.gt_topic in present:
+                topics = None if present is None else [args.gt_topic]
                 stamps |= {stamp for topic, stamp, _ in read_messages(bag, topics) if topic == args.gt_topic}
         except BagError as exc:  # the key frames read before the damage still count
             print(f"{bag}: {exc}", file=sys.stderr)
     if stamps:
         return KeyFrames(stamps, f"stamps of {args.gt_topic}")
     return KeyFrames(None, f"every cloud (no --dataroot and no {args.gt_topic} in the bags)")
-
-
-class Progress:
-    """One stderr line: frames done and the rate, rewritten at most every 0.5 s."""
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.start = time.perf_counter()
-        self._shown = 0.0
-
-    def show(self, frames: int, final: bool = False) -> None:
-        now = time.perf_counter()
-        if not final and now - self._shown < 0.5:
-            return
-        self._shown = now
-        rate = frames / max(now - self.start, 1e-9)
-        print(f"\r{self.label}: {frames} frames, {rate:.2f} frames/s", end="\n" if final else "", file=sys.stderr,
-              flush=True)
 
 
 @dataclass(frozen=True)
@@ -171,17 +160,15 @@ def run_bag(node: OfflineAqrNode, bag: Path, frames: Optional[set[int]]) -> BagR
     """Process one bag with the configured offline node."""
     runner = OfflineRunner(node, frames)
     wanted = runner.input_topics()
-    try:
-        present: Optional[set[str]] = set(bag_topics(bag))
-    except BagError as exc:  # no index (e.g. an MCAP cut short): what is there is still read, in written order
-        print(f"{bag}: {exc}; reading the messages before the damage", file=sys.stderr)
-        present = None
+    present, damage = indexed_topics(bag)
+    if present is None:
+        print(f"{bag}: {damage}; reading the messages before the damage", file=sys.stderr)
     if present is not None and node.topics.cloud not in present:
         return BagRun(0, "", f"no cloud topic {node.topics.cloud} in the bag (topics: {', '.join(sorted(present))})")
     for topic in (t for t in wanted if present is not None and t not in present and t != "/tf"):
         print(f"{bag}: no topic {topic} in the bag: that input stays empty (a missing camera is masked)",
               file=sys.stderr)
-    progress = Progress(bag.name)
+    progress = ProgressLine(bag.name, "frames")
     problem = ""
     try:
         for topic, stamp_ns, msg in read_messages(bag, None if present is None else [t for t in wanted
@@ -189,13 +176,13 @@ def run_bag(node: OfflineAqrNode, bag: Path, frames: Optional[set[int]]) -> BagR
             if topic not in wanted:
                 continue
             runner.feed(topic, stamp_ns, msg)
-            progress.show(runner.processed)
+            progress.update(runner.processed)
             if runner.fatal:
                 break
     except BagError as exc:
         problem = f"{exc}; results cover the frames read before it"
     runner.finish()
-    progress.show(runner.processed, final=True)
+    progress.update(runner.processed, final=True)
     return BagRun(runner.processed, runner.fatal, problem)
 
 
