@@ -355,6 +355,18 @@ class RigHarness:
         self.wait_for(lambda: bool(self.rec.diagnostics) and predicate(self._status_locked()), timeout, what, proc)
         return self.last_status()
 
+    def publish_until_status(self, predicate: Callable[[dict[str, str]], bool], timeout: float, what: str,
+                             proc: OutputLog, period_s: float = 2.0) -> dict[str, str]:
+        """Publish a frame every ``period_s`` until a diagnostics status satisfies ``predicate``; its key-values."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.publish_frame(self.next_stamp(SEC))
+            try:
+                return self.wait_status(predicate, min(period_s, max(0.0, deadline - time.monotonic())), what, proc)
+            except AssertionError:
+                if proc.proc.poll() is not None or time.monotonic() >= deadline:
+                    raise
+
     def _status_locked(self) -> dict[str, str]:
         status = self.rec.diagnostics[-1].status[0]
         values = {kv.key: kv.value for kv in status.values}
