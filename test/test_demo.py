@@ -13,7 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from aqr_ros.ros.diagnostics import FrameReport, FusionDiagnostics
+from std_msgs.msg import Header
+
+from aqr_ros.ros.diagnostics import FrameReport, frame_report
 from aqr_ros.ros.to_msg import QUERY_WEIGHTS_DTYPE
 from aqr_ros.tools import demo
 from aqr_ros.tools.synthetic_rig import LIDAR_PERIOD
@@ -30,39 +32,32 @@ PICTURES = ("bev", "camera0", "camera1", "camera2", "camera3", "camera4", "camer
 DEMO_DOMAIN_ID = str(ros_domain(__name__))
 
 
-def node_status(states: tuple[str, ...], sweeps: int, processing_ms: float, published: int = 1):
-    """The DiagnosticStatus the node's own FusionDiagnostics renders after ``published`` frames."""
-    diag = FusionDiagnostics("aqr_node: fusion", "/aqr_node", CAMERAS, max_processing_ms=1e4)
-    diag.set_state("active", 0.0)
-    for _ in range(published):
-        diag.frame_done(FrameReport(camera_state=states, camera_dt_ms=(12.5, None, -3.0, 0.0, 4.0, -8.0),
-                                    num_sweeps=sweeps, processing_ms=processing_ms), 0.1)
-    return diag, diag.status(0.2)
+def node_report(states: tuple[str, ...], sweeps: int, processing_ms: float):
+    """The ``~/debug/frame_report`` message the node's own :func:`frame_report` builds for one frame."""
+    header = Header(frame_id="lidar_top")
+    header.stamp.sec = 1_700_000_000
+    report = FrameReport(camera_state=states, camera_dt_ms=(12.5, None, -3.0, 0.0, 4.0, -8.0), num_points=1000,
+                         num_sweeps=sweeps, processing_ms=processing_ms, stage_ms={"model": 300.0})
+    return frame_report(header, "aqr_node: frame report", CAMERAS, report, latency_ms=900.0)
 
 
-def state(states: tuple[str, ...] = ALL_FUSED, sweeps: int = RIG_SWEEPS, published: int = 1,
+def state(states: tuple[str, ...] = ALL_FUSED, sweeps: int = RIG_SWEEPS,
           processing_ms: float = 500.0) -> demo.FrameState:
-    return demo.FrameState(published, CAMERAS, states, (1.0,) * len(states), sweeps, processing_ms)
+    return demo.FrameState(CAMERAS, states, (1.0,) * len(states), sweeps, processing_ms)
 
 
-# ------------------------------------------------------------------ the node's status and the counting rule
+# ------------------------------------------------------------------ the node's frame report and the counting rule
 
 
-def test_node_status_gives_the_frame_camera_states_and_sweeps():
+def test_frame_report_gives_the_frame_camera_states_sweeps_and_time():
     states = ("fused", "late", "missing", "fused", "rejected: bad encoding", "fused")
-    _, status = node_status(states, sweeps=2, processing_ms=812.34, published=4)
-    parsed = demo.parse_fusion_status(status, 6)
-    assert parsed == demo.FrameState(4, CAMERAS, states, (12.5, None, -3.0, 0.0, 4.0, -8.0), 2, 812.3)
+    parsed = demo.parse_frame_report(node_report(states, sweeps=2, processing_ms=812.34), 6)
+    assert parsed == demo.FrameState(CAMERAS, states, (12.5, None, -3.0, 0.0, 4.0, -8.0), 2, 812.34)
     assert parsed.fused() == [0, 3, 5]
 
 
-def test_status_without_a_published_frame_describes_none():
-    diag = FusionDiagnostics("aqr_node: fusion", "/aqr_node", CAMERAS, max_processing_ms=1e4)
-    diag.set_state("active", 0.0)
-    assert demo.parse_fusion_status(diag.status(0.1), 6) is None  # no frame yet
-    diag, _ = node_status(ALL_FUSED, 3, 400.0)
-    diag.frame_skipped("cloud rejected", FrameReport(camera_state=("missing",) * 6, camera_dt_ms=(None,) * 6))
-    assert demo.parse_fusion_status(diag.status(0.3), 6) is None  # the report is of a frame without output
+def test_frame_report_of_fewer_cameras_describes_none():
+    assert demo.parse_frame_report(node_report(ALL_FUSED, 3, 400.0), 7) is None
 
 
 def test_frame_counts_only_with_every_camera_fused_and_full_sweep_history():
@@ -72,18 +67,9 @@ def test_frame_counts_only_with_every_camera_fused_and_full_sweep_history():
     assert demo.not_counted_reason(state(sweeps=2), RIG_SWEEPS) == "warm-up: past sweeps 2/3"
     late = ("fused", "late", "fused", "fused", "fused", "fused")
     assert demo.not_counted_reason(state(late), RIG_SWEEPS) == "warm-up: 1 of 6 cameras not fused"
-    assert demo.not_counted_reason(None, RIG_SWEEPS).startswith("no status")
+    assert demo.not_counted_reason(None, RIG_SWEEPS).startswith("no frame report")
     assert demo.camera_summary(state(("fused", "missing", "fused", "late", "missing", "fused"))) == \
         "fused 0 2 5; missing 1 4; late 3"
-
-
-def test_status_is_paired_by_processing_time_nearest_the_frame_position():
-    states = [state(published=1, processing_ms=700.1), state(published=2, processing_ms=650.4),
-              state(published=5, processing_ms=650.4)]
-    assert demo.pair_state(states, 2, 650.412).published == 2
-    assert demo.pair_state(states, 4, 650.412).published == 5  # a frame the demo missed shifts the count
-    assert demo.pair_state(states, 1, 700.149).published == 1  # 700.149 ms reads 700.1 in the status
-    assert demo.pair_state(states, 3, 612.0) is None
 
 
 # ------------------------------------------------------------------ a frame's record and the collector
@@ -106,7 +92,7 @@ START_NS = 1_700_000_000 * demo.SEC
 
 def complete_record(rig_frame: int, frame_state: demo.FrameState | None) -> demo.FrameRecord:
     """A frame as the listener assembles it: two detections (queries 7 and 2), their markers, the weights
-    of 10 queries (query q: LiDAR 0.05 q, camera 1 - 0.05 q), the timings and all seven pictures."""
+    of 10 queries (query q: LiDAR 0.05 q, camera 1 - 0.05 q), its frame report and all seven pictures."""
     stamp = START_NS + round(rig_frame * LIDAR_PERIOD * demo.SEC)
     dets = [{"class": "car", "score": 0.8, "center": [10.5, 0.2, -0.25], "size_lwh": [4.1, 1.9, 1.5], "yaw": 0.1},
             {"class": "pedestrian", "score": 0.4, "center": [-3.0, 4.0, -0.1], "size_lwh": [0.7, 0.7, 1.7],
@@ -115,8 +101,8 @@ def complete_record(rig_frame: int, frame_state: demo.FrameState | None) -> demo
     weights["query"] = np.arange(10)
     weights["lidar_weight"] = 0.05 * np.arange(10)
     weights["camera_weight"] = 1.0 - 0.05 * np.arange(10)
-    rec = demo.FrameRecord(stamp, "lidar_top", time.monotonic(), dets, processing_ms=500.0,
-                           state=frame_state, queries=[7, 2], velocities={7: [2.0, 0.1, 0.0]}, weights=weights)
+    rec = demo.FrameRecord(stamp, "lidar_top", time.monotonic(), dets, state=frame_state, queries=[7, 2],
+                           velocities={7: [2.0, 0.1, 0.0]}, weights=weights)
     rec.pictures = {name: np.full((4, 6, 3), 40 * k, np.uint8) for k, name in enumerate(PICTURES)}
     return rec
 
@@ -147,24 +133,21 @@ def test_frame_json_joins_each_detection_with_its_query_weights_velocity_and_gro
 
 
 class FakeListener:
-    """What Collector reads of DemoListener: frames by stamp, their order, statuses by "frames published"."""
+    """What Collector reads of DemoListener: frames by stamp and their order."""
 
-    def __init__(self, records: list[demo.FrameRecord], states: list[demo.FrameState]) -> None:
+    def __init__(self, records: list[demo.FrameRecord]) -> None:
         self.frames = {r.stamp_ns: r for r in records}
         self.order = [r.stamp_ns for r in records]
-        self.states = {(s.published, s.processing_ms): s for s in states}
 
 
 def test_collector_shows_warm_up_frames_and_counts_only_warm_complete_ones(tmp_path, capsys):
-    first = state(("missing",) * 5 + ("fused",), sweeps=0, published=1, processing_ms=900.0)
-    second = state(sweeps=2, published=2, processing_ms=610.0)
-    third = state(published=3, processing_ms=590.0)
-    records = [complete_record(0, None), complete_record(2, None), complete_record(3, None)]
-    for rec, s in zip(records, (first, second, third)):
-        rec.processing_ms = s.processing_ms
+    first = state(("missing",) * 5 + ("fused",), sweeps=0, processing_ms=900.0)
+    second = state(sweeps=2, processing_ms=610.0)
+    third = state(processing_ms=590.0)
+    records = [complete_record(0, first), complete_record(2, second), complete_record(3, third)]
     del records[0].pictures["camera1"]  # an unfused camera has no overlay: not waited for
     collector = demo.Collector(tmp_path, START_NS, RIG_SWEEPS, 6, FixedTruth(), top=1)
-    collector.decide(FakeListener(records, [first, second, third]), wanted=5)
+    collector.decide(FakeListener(records), wanted=5)
     text = capsys.readouterr().out
     assert collector.decided == 3 and len(collector.results) == 1 and collector.skipped == {"warm-up": 2}
     assert "not counted (warm-up: 5 of 6 cameras not fused, past sweeps 0/3): rig t=0.00 s  cameras missing " \
@@ -177,16 +160,16 @@ def test_collector_shows_warm_up_frames_and_counts_only_warm_complete_ones(tmp_p
     assert json.loads((tmp_path / "frame_000" / "detections.json").read_text())["stamp_ns"] == records[2].stamp_ns
 
 
-def test_collector_waits_for_a_status_then_gives_up_on_the_frame(tmp_path, capsys):
+def test_collector_waits_for_the_frame_report_then_gives_up_on_the_frame(tmp_path, capsys):
     rec = complete_record(5, None)
-    listener = FakeListener([rec], [])
+    listener = FakeListener([rec])
     collector = demo.Collector(tmp_path, START_NS, RIG_SWEEPS, 6, FixedTruth(), top=0)
     collector.decide(listener, wanted=1)
-    assert collector.decided == 0  # its status may still come
+    assert collector.decided == 0  # its frame report may still come
     rec.arrived -= demo.SETTLE_S
     collector.decide(listener, wanted=1)
-    assert collector.decided == 1 and not collector.results and collector.skipped == {"no status": 1}
-    assert "none of the 0 /diagnostics frame statuses matched" in capsys.readouterr().out
+    assert collector.decided == 1 and not collector.results and collector.skipped == {"no frame report": 1}
+    assert "the node's ~/debug/frame_report of the frame did not arrive" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ output folder, failures, options
@@ -267,12 +250,12 @@ def test_help_shows_the_defaults(capsys):
     assert (args.device, args.precision, args.frames, args.rate) == ("cpu", "fp16", 5, demo.CPU_RATE)
 
 
-def test_node_gets_the_device_precision_and_a_status_per_frame():
+def test_node_gets_the_device_precision_and_the_checkpoint():
     args = demo.build_parser(cuda=False).parse_args(["--device", "cpu", "--precision", "fp16"])
     config = demo.load_config(demo.RIG_CONFIG)
     params = demo.node_parameters(args, config, "/w.safetensors", config_carried=True)
     assert params == {"model.device": "cpu", "model.precision": "fp16", "score_threshold": 0.3,
-                      "diag.period": demo.DIAG_PERIOD, "model.checkpoint": "/w.safetensors"}
+                      "model.checkpoint": "/w.safetensors"}
 
 
 # ------------------------------------------------------------------ end to end

@@ -6,7 +6,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 from std_msgs.msg import Header
 
-from aqr_ros.ros.diagnostics import ArrivalWindow, FrameReport, FusionDiagnostics, frame_timings
+from aqr_ros.ros.diagnostics import ArrivalWindow, FrameReport, FusionDiagnostics, frame_report
 
 CLOUD = "/lidar_top/points"
 CAMERAS = [f"/cam{i}/image_raw" for i in range(2)]
@@ -131,10 +131,16 @@ def test_a_status_shows_one_frame_calibration_and_results_together():
     assert values["camera0 calibration"].startswith("no tf") and values["lidar pose in fixed frame"].startswith("no tf")
 
 
-def test_frame_timings_carry_the_frame_header():
+def test_frame_report_carries_the_frame_header_stage_times_and_camera_states():
     header = Header(frame_id="lidar_top")
     header.stamp.sec, header.stamp.nanosec = 1_700_000_000, 5
-    msg = frame_timings(header, "aqr_node: frame timings", {"convert": 1.25, "model": 80.0}, 90.0, 120.0)
+    report = FrameReport(camera_state=("fused", "late"), camera_dt_ms=(-12.25, None), num_points=5000, num_sweeps=3,
+                         num_uncompensated=1, num_detections=7, processing_ms=90.0,
+                         stage_ms={"convert": 1.25, "model": 80.0})
+    msg = frame_report(header, "aqr_node: frame report", ("CAM_FRONT", "CAM_BACK"), report, 120.0)
     assert msg.header.stamp.sec == 1_700_000_000 and msg.header.stamp.nanosec == 5
+    assert msg.header.frame_id == "lidar_top"
     assert {kv.key: kv.value for kv in msg.status[0].values} == {
-        "convert ms": "1.250", "model ms": "80.000", "total ms": "90.000", "latency ms": "120.000"}
+        "convert ms": "1.250", "model ms": "80.000", "total ms": "90.000", "latency ms": "120.000",
+        "camera0 CAM_FRONT": "fused", "camera0 dt_ms": "-12.2", "camera1 CAM_BACK": "late", "camera1 dt_ms": "n/a",
+        "points": "5000", "sweeps": "3", "uncompensated sweeps": "1", "detections": "7"}

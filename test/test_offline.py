@@ -91,7 +91,7 @@ def cloud_stamps(messages: list) -> list[int]:
 
 def test_every_cloud_is_a_frame_and_outputs_carry_their_input_header(ros_context: Any, messages: list) -> None:
     record = {"/aqr_node/output/detections", "/aqr_node/output/markers", "/aqr_node/debug/aqr_weights",
-              "/aqr_node/debug/timings", "/aqr_node/debug/weight_map/bev", "/aqr_node/debug/weight_map/camera2"}
+              "/aqr_node/debug/frame_report", "/aqr_node/debug/weight_map/bev", "/aqr_node/debug/weight_map/camera2"}
     node, written = offline_node(ros_context, record)
     try:
         runner = run(node, messages)
@@ -102,7 +102,7 @@ def test_every_cloud_is_a_frame_and_outputs_carry_their_input_header(ros_context
         for topic, msg, stamp in written:
             by_topic.setdefault(topic, []).append((msg, stamp))
         assert set(by_topic) == record
-        for topic in ("/aqr_node/output/detections", "/aqr_node/debug/aqr_weights", "/aqr_node/debug/timings",
+        for topic in ("/aqr_node/output/detections", "/aqr_node/debug/aqr_weights", "/aqr_node/debug/frame_report",
                       "/aqr_node/debug/weight_map/bev"):
             headers = [msg.header for msg, _ in by_topic[topic]]
             assert [nanoseconds_from_stamp(h.stamp) for h in headers] == clouds, topic

@@ -250,10 +250,8 @@ class FusionDiagnostics:
             frame = self._frame
             for i, name in enumerate(self.camera_names):
                 state = frame.camera_state[i] if frame else "no frame yet"
-                dt = frame.camera_dt_ms[i] if frame else None
-                values += [(f"camera{i} {name}", state),
-                           (f"camera{i} dt_ms", "n/a" if dt is None else f"{dt:.1f}"),
-                           (f"camera{i} calibration", self._shown.calibration[i]),
+                values += _camera_values(i, name, state, frame.camera_dt_ms[i] if frame else None)
+                values += [(f"camera{i} calibration", self._shown.calibration[i]),
                            (f"camera{i} extrinsic", self._shown.extrinsic[i]),
                            (f"camera{i} lens", self._shown.lens[i])]
                 if frame and state != "fused":
@@ -262,10 +260,7 @@ class FusionDiagnostics:
                     problems.append((WARN, f"camera{i} extrinsic not time-corrected (no pose in the fixed frame)"))
             values.append(("lidar pose in fixed frame", self._shown.lidar_pose))
             if frame:
-                values += [("points", str(frame.num_points)), ("sweeps", str(frame.num_sweeps)),
-                           ("uncompensated sweeps", str(frame.num_uncompensated)),
-                           ("detections", str(frame.num_detections)),
-                           ("processing_time_ms", f"{frame.processing_ms:.1f}")]
+                values += _input_values(frame) + [("processing_time_ms", f"{frame.processing_ms:.1f}")]
                 values += [(f"stage {k} ms", f"{v:.1f}") for k, v in frame.stage_ms.items()]
                 if frame.processing_ms > max_ms:
                     problems.append((WARN, f"processing {frame.processing_ms:.0f} ms > {max_ms:.0f} ms"))
@@ -304,10 +299,25 @@ class FusionDiagnostics:
         return DiagnosticArray(header=header, status=[self.status(now_s)])
 
 
-def frame_timings(header: Header, name: str, stage_ms: dict[str, float], total_ms: float,
-                  latency_ms: float) -> DiagnosticArray:
-    """One frame's stage times (ms) stamped with the frame's own header, so tools pair them with its outputs."""
-    values = [KeyValue(key=f"{stage} ms", value=f"{ms:.3f}") for stage, ms in stage_ms.items()]
-    values += [KeyValue(key="total ms", value=f"{total_ms:.3f}"), KeyValue(key="latency ms", value=f"{latency_ms:.3f}")]
-    return DiagnosticArray(header=header, status=[DiagnosticStatus(level=OK, name=name, message="frame timings",
-                                                                   values=values)])
+def _camera_values(camera: int, name: str, state: str, dt_ms: Optional[float]) -> list[tuple[str, str]]:
+    """A camera's state and image-minus-cloud time, keyed as in the status and the frame report."""
+    return [(f"camera{camera} {name}", state), (f"camera{camera} dt_ms", "n/a" if dt_ms is None else f"{dt_ms:.1f}")]
+
+
+def _input_values(frame: FrameReport) -> list[tuple[str, str]]:
+    """What a frame fused: points, sweeps (and how many of them uncompensated) and detections."""
+    return [("points", str(frame.num_points)), ("sweeps", str(frame.num_sweeps)),
+            ("uncompensated sweeps", str(frame.num_uncompensated)), ("detections", str(frame.num_detections))]
+
+
+def frame_report(header: Header, name: str, camera_names: Sequence[str], frame: FrameReport,
+                 latency_ms: float) -> DiagnosticArray:
+    """One published frame's report, stamped with the frame's own header so tools pair it with its outputs: the
+    stage times (``<stage> ms``, ``total ms``, ``latency ms``), each camera's state and what was fused."""
+    values = [(f"{stage} ms", f"{ms:.3f}") for stage, ms in frame.stage_ms.items()]
+    values += [("total ms", f"{frame.processing_ms:.3f}"), ("latency ms", f"{latency_ms:.3f}")]
+    for i, camera in enumerate(camera_names):
+        values += _camera_values(i, camera, frame.camera_state[i], frame.camera_dt_ms[i])
+    values += _input_values(frame)
+    return DiagnosticArray(header=header, status=[DiagnosticStatus(
+        level=OK, name=name, message="frame report", values=[KeyValue(key=k, value=v) for k, v in values])])

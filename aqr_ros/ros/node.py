@@ -3,7 +3,7 @@
 Callbacks only store messages in a LiDAR-triggered synchronizer; one worker thread takes the newest
 decided frame, converts it, calibrates every camera from camera_info and tf, runs the model and
 publishes detections, markers, the per-query AQR weights and weight-map images (all three only while subscribed),
-stamped timings and diagnostics, all stamped with the input cloud's stamp.
+a frame report (stage times, camera states) and diagnostics, all stamped with the input cloud's stamp.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from aqr_ros.pipeline.boxes import transform_boxes, transform_points
 from aqr_ros.pipeline.calibration import points_from_model, validate_intrinsics
 from aqr_ros.pipeline.frame import CameraCalibration, FrameAssembler, FrameDetections
 from aqr_ros.pipeline.undistort import Rectification, RectificationCache
-from aqr_ros.ros.diagnostics import FrameReport, FusionDiagnostics, frame_timings
+from aqr_ros.ros.diagnostics import FrameReport, FusionDiagnostics, frame_report
 from aqr_ros.ros.from_msg import (ConversionError, camera_info_lens, compressed_to_bgr, image_to_bgr,
                                   pointcloud2_to_array)
 from aqr_ros.ros.markers import build_detection_array, build_label_info, build_markers
@@ -404,7 +404,7 @@ class AqrNode(LifecycleNode):
         self.query_weights_pub = managed(PointCloud2, "~/debug/aqr_weights")
         self.processing_time_pub = managed(Float64, "~/debug/processing_time_ms")
         self.latency_pub = managed(Float64, "~/debug/pipeline_latency_ms")
-        self.timings_pub = managed(DiagnosticArray, "~/debug/timings")
+        self.frame_report_pub = managed(DiagnosticArray, "~/debug/frame_report")
         self.objects_pub = None
         if p.detected_objects:
             try:  # Autoware's messages are needed only for this output
@@ -799,12 +799,12 @@ class AqrNode(LifecycleNode):
         latency_ms = (self.get_clock().now().nanoseconds - bundle.stamp_ns) * 1e-6
         self.processing_time_pub.publish(Float64(data=total_ms))
         self.latency_pub.publish(Float64(data=latency_ms))
-        self.timings_pub.publish(frame_timings(header, f"{self.get_name()}: frame timings", stages, total_ms,
-                                               latency_ms))
-        self.diag.frame_done(FrameReport(
-            camera_state=tuple(states), camera_dt_ms=dts, num_points=model_input.num_points,
-            num_sweeps=model_input.num_sweeps, num_uncompensated=model_input.num_uncompensated,
-            num_detections=len(frame), processing_ms=total_ms, stage_ms=stages), time.monotonic())
+        report = FrameReport(camera_state=tuple(states), camera_dt_ms=dts, num_points=model_input.num_points,
+                             num_sweeps=model_input.num_sweeps, num_uncompensated=model_input.num_uncompensated,
+                             num_detections=len(frame), processing_ms=total_ms, stage_ms=stages)
+        self.frame_report_pub.publish(frame_report(header, f"{self.get_name()}: frame report",
+                                                   self.model_config.image.camera_names, report, latency_ms))
+        self.diag.frame_done(report, time.monotonic())
         if self.diag.frames_published == 1:
             self.get_logger().info(f"first frame published: {len(frame)} detections, "
                                    f"{sum(s == 'fused' for s in states)} cameras fused, {total_ms:.0f} ms")
@@ -931,7 +931,7 @@ TOPICS = (
     ("out", "~/output/label_info", "vision_msgs/LabelInfo"),
     ("out", "~/debug/weight_map/bev, ~/debug/weight_map/camera{i}", "sensor_msgs/Image"),
     ("out", "~/debug/aqr_weights", "sensor_msgs/PointCloud2"),
-    ("out", "~/debug/timings", "diagnostic_msgs/DiagnosticArray"),
+    ("out", "~/debug/frame_report", "diagnostic_msgs/DiagnosticArray"),
     ("out", "/diagnostics", "diagnostic_msgs/DiagnosticArray"),
 )
 

@@ -73,7 +73,7 @@ class OfflineAqrNode(AqrNode):
         self._frame_stamp_ns = 0
         #: Every frame processed so far, in order.
         self.detected: list[DetectedFrame] = []
-        #: Stage -> the time (ms) of every processed frame, from the node's own ``~/debug/timings``.
+        #: Stage -> the time (ms) of every processed frame, from the node's own ``~/debug/frame_report``.
         self.stage_ms: dict[str, list[float]] = {}
 
     def _receive_clock_ns(self) -> int:
@@ -87,9 +87,10 @@ class OfflineAqrNode(AqrNode):
         return RecordedOutput(resolved, self._write, self._record(resolved))
 
     def _write(self, output: RecordedOutput, msg: Any) -> None:
-        if output is self.timings_pub:
+        if output is self.frame_report_pub:
             for value in msg.status[0].values:
-                self.stage_ms.setdefault(value.key.removesuffix(" ms"), []).append(float(value.value))
+                if value.key.endswith(" ms"):
+                    self.stage_ms.setdefault(value.key.removesuffix(" ms"), []).append(float(value.value))
         if not output.recorded:
             return
         header = getattr(msg, "header", None)

@@ -3,7 +3,7 @@
 Starts ``aqr_node`` (the real node; by default the rig-trained ``aqr_cmt_rig_small`` model) and
 ``aqr_rig_publisher`` (a held-out random scene: cloud, six cameras, camera_info, tf), listens to the node's
 outputs from this process, and counts a frame only once it is warm: every camera fused and the sweep history
-full, as the node's ``/diagnostics`` status reports it. Warm-up frames are shown and not counted; each counted
+full, as the node's per-frame ``~/debug/frame_report`` says. Warm-up frames are shown and not counted; each counted
 frame gets its seven weight-map pictures and a JSON of its detections with their AQR weights and ground truth.
 """
 
@@ -53,9 +53,6 @@ SETTLE_S = 3.0
 #: cores; in the node, pictures included, on 2 cores shared with a training job, 0.5-0.7 s, and it still took
 #: consecutive clouds (one arriving while it works is taken next), so it neither starves nor falls behind.
 CPU_RATE = 0.08
-#: The node's ``diag.period`` in the demo (its minimum): a status between two frames carries each frame's
-#: camera states and sweeps (the shipped 1 s would skip most frames).
-DIAG_PERIOD = 0.05
 #: The files a run writes at the top of ``--out``, and in each frame folder besides the pictures.
 OUTPUT_FILES = ("summary.json", "aqr_node.log", "rig_publisher.log")
 FRAME_FILES = ("detections.json",)
@@ -63,8 +60,6 @@ FRAME_FOLDER = re.compile(r"frame_\d{3,}")
 PICTURE_FILE = re.compile(r"weight_map_(bev|camera\d+)\.png")
 #: A log line of a child that :func:`print_failure` shows (rclpy's severity tag).
 PROBLEM_LINE = re.compile(r"\[(FATAL|ERROR)\]")
-#: Keys of a camera in the node's status that are not its state ("camera{i} <name>").
-_CAMERA_DETAIL_KEYS = ("dt_ms", "calibration", "extrinsic", "lens")
 #: The units of detections.json (README "What the demo shows" describes every field).
 UNITS = {"center": "m", "size_lwh": "m", "yaw": "rad", "velocity": "m/s", "distance": "m", "dt_ms": "ms",
          "processing_ms": "ms", "stamp_ns": "ns", "rig_time_s": "s", "score": "0..1",
@@ -73,10 +68,8 @@ UNITS = {"center": "m", "size_lwh": "m", "yaw": "rad", "velocity": "m/s", "dista
 
 @dataclass(frozen=True)
 class FrameState:
-    """The node's report of one published frame, read from its ``/diagnostics`` status."""
+    """The node's report of one published frame, from its ``~/debug/frame_report`` (stamped like the frame)."""
 
-    #: The status's "frames published" count: this is the node's ``published``-th published frame.
-    published: int
     #: Per camera (model view order): its name and state ("fused", "late", "missing", "rejected: ...", ...).
     camera_names: tuple[str, ...]
     camera_state: tuple[str, ...]
@@ -90,41 +83,26 @@ class FrameState:
         return [i for i, state in enumerate(self.camera_state) if state == "fused"]
 
 
-def parse_fusion_status(status: Any, views: int) -> FrameState | None:
-    """The frame a :class:`~aqr_ros.ros.diagnostics.FusionDiagnostics` status describes, or None when it
-    describes no published frame (no frame yet, or the last frame produced no output)."""
-    values = {kv.key: kv.value for kv in status.values}
-    if "frames published" not in values or "sweeps" not in values or "no output:" in status.message:
-        return None
+def parse_frame_report(msg: Any, views: int) -> FrameState | None:
+    """The frame state a :func:`~aqr_ros.ros.diagnostics.frame_report` message carries, None when it lacks a key."""
+    values = {kv.key: kv.value for status in msg.status for kv in status.values}
     names, states, dts = [], [], []
     for i in range(views):
-        key = next((k for k in values if k.startswith(f"camera{i} ")
-                    and k.split(" ", 1)[1] not in _CAMERA_DETAIL_KEYS), None)
-        if key is None:
+        key = next((k for k in values if k.startswith(f"camera{i} ") and k != f"camera{i} dt_ms"), None)
+        if key is None or "sweeps" not in values or "total ms" not in values:
             return None
         dt = values.get(f"camera{i} dt_ms", "n/a")
         names.append(key.split(" ", 1)[1])
         states.append(values[key])
         dts.append(None if dt == "n/a" else float(dt))
-    return FrameState(int(values["frames published"]), tuple(names), tuple(states), tuple(dts),
-                      int(values["sweeps"]), float(values["processing_time_ms"]))
-
-
-def pair_state(states: Iterable[FrameState], position: int, processing_ms: float) -> FrameState | None:
-    """The status of the ``position``-th frame received (1-based), checked against its stamped processing time.
-
-    The node's "frames published" count names the frame; a frame the demo missed shifts the count, so the
-    status whose processing time (rounded to 0.1 ms there) matches is taken, the one nearest the position first.
-    """
-    matching = [s for s in states if abs(s.processing_ms - processing_ms) <= 0.051]
-    return min(matching, key=lambda s: abs(s.published - position), default=None)
+    return FrameState(tuple(names), tuple(states), tuple(dts), int(values["sweeps"]), float(values["total ms"]))
 
 
 def not_counted_reason(state: FrameState | None, num_sweeps: int) -> str | None:
     """Why a frame is not counted (a warm-up frame, or no status), None when it counts: every camera fused and
     ``num_sweeps`` sweeps accumulated."""
     if state is None:
-        return "no status: no /diagnostics status of the node matched the frame"
+        return "no frame report: the node's ~/debug/frame_report of the frame did not arrive"
     unfused = len(state.camera_state) - len(state.fused())
     reasons = ([f"{unfused} of {len(state.camera_state)} cameras not fused"] if unfused else []) + (
         [f"past sweeps {state.sweeps}/{num_sweeps}"] if state.sweeps < num_sweeps else [])
@@ -148,9 +126,7 @@ class FrameRecord:
     #: Monotonic time its detections arrived (the frame waits SETTLE_S for the rest).
     arrived: float
     detections: list[dict[str, Any]]
-    #: The node's processing time from ``~/debug/timings`` (stamped like the frame).
-    processing_ms: float | None = None
-    #: The node's report of the frame (camera states, sweeps), once paired with a status.
+    #: The node's report of the frame (camera states, sweeps, processing time), once it arrives.
     state: FrameState | None = None
     #: Decoder query of each detection (rank order) and velocity per query, from the markers; None until they arrive.
     queries: list[int] | None = None
@@ -168,8 +144,8 @@ class FrameRecord:
             absent.append("aqr_weights")
         if self.velocities is None:
             absent.append("markers")
-        if self.processing_ms is None:
-            absent.append("timings")
+        if self.state is None:
+            absent.append("frame report")
         return absent
 
 
@@ -199,8 +175,7 @@ class DemoListener:
     A camera overlay carries its image's stamp, which may lie within the fusion tolerance of two processed
     clouds; it belongs to the frame processed last when it arrives (the node publishes a frame's detections
     first, then its pictures), provided its stamp is within ``max_delay_ns`` of that frame's cloud stamp.
-    The node's ``/diagnostics`` statuses are kept per ("frames published" count, processing time), one per
-    frame, for :func:`pair_state`.
+    The node's frame report (camera states, sweeps, processing time) is stamped like the frame's detections.
     """
 
     def __init__(self, node: Any, views: int, max_delay_ns: int) -> None:
@@ -209,14 +184,12 @@ class DemoListener:
         self.frames: dict[int, FrameRecord] = {}
         #: Cloud stamps in the order their detections arrived (the node's processing order).
         self.order: list[int] = []
-        self.states: dict[tuple[int, float], FrameState] = {}
         #: Overlays that fit no processed frame (should stay 0).
         self.stray_overlays = 0
         node.create_subscription(Detection3DArray, f"{NODE}/output/detections", self._on_detections, 10)
         node.create_subscription(MarkerArray, f"{NODE}/output/markers", self._on_markers, 10)
         node.create_subscription(PointCloud2, f"{NODE}/debug/aqr_weights", self._on_weights, 10)
-        node.create_subscription(DiagnosticArray, f"{NODE}/debug/timings", self._on_timings, 10)
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 50)
+        node.create_subscription(DiagnosticArray, f"{NODE}/debug/frame_report", self._on_frame_report, 10)
         node.create_subscription(Image, f"{NODE}/debug/weight_map/bev", self._on_bev, 10)
         for i in range(views):
             node.create_subscription(Image, f"{NODE}/debug/weight_map/camera{i}",
@@ -228,17 +201,10 @@ class DemoListener:
                                          [_detection(d) for d in msg.detections])
         self.order.append(stamp)
 
-    def _on_timings(self, msg: Any) -> None:
+    def _on_frame_report(self, msg: Any) -> None:
         rec = self.frames.get(nanoseconds_from_stamp(msg.header.stamp))
-        values = {kv.key: kv.value for status in msg.status for kv in status.values}
-        if rec is not None and "total ms" in values:
-            rec.processing_ms = float(values["total ms"])
-
-    def _on_diagnostics(self, msg: Any) -> None:
-        for status in msg.status:
-            state = parse_fusion_status(status, self.views) if status.hardware_id == NODE else None
-            if state is not None:
-                self.states.setdefault((state.published, state.processing_ms), state)
+        if rec is not None:
+            rec.state = parse_frame_report(msg, self.views)
 
     def _on_markers(self, msg: Any) -> None:
         rec = self.frames.get(nanoseconds_from_stamp(msg.markers[0].header.stamp)) if msg.markers else None
@@ -329,7 +295,7 @@ def evaluate_frame(index: int, rec: FrameRecord, start_ns: int, gt: GroundTruth)
     near = set(np.flatnonzero(np.hypot(boxes[:, 0], boxes[:, 1]) < FOUND_RANGE).tolist())
     state = rec.state
     record = {"frame": index, "stamp_ns": rec.stamp_ns, "rig_time_s": round(t, 3), "frame_id": rec.frame_id,
-              "units": UNITS, "processing_ms": rec.processing_ms,
+              "units": UNITS, "processing_ms": state.processing_ms,
               "past_sweeps": state.sweeps,
               "cameras_fused": [f"camera{i}" for i in state.fused()],
               "cameras": {f"camera{i}": {"name": name, "state": s, "dt_ms": dt} for i, (name, s, dt)
@@ -500,15 +466,15 @@ def announce(args: argparse.Namespace, config: ModelConfig, checkpoint: str, out
             print("  NOTE: this model was trained on the synthetic rig only; for real sensors use a nuScenes "
                   f"checkpoint (--checkpoint ... --config {NUSCENES_CONFIG})")
     print(f"  a frame counts once all {config.image.num_views} cameras are fused and {config.lidar.num_sweeps} "
-          "sweeps are accumulated (the node's /diagnostics); the warm-up frames before are shown, not counted")
+          "sweeps are accumulated (the node's ~/debug/frame_report); the warm-up frames before are shown, not counted")
 
 
 def node_parameters(args: argparse.Namespace, config: ModelConfig, checkpoint: str,
                     config_carried: bool) -> dict[str, object]:
     """Overrides of the shipped parameter file for aqr_node (the config by name or path unless the checkpoint
-    carries it: ``config_carried``); a status per frame (:data:`DIAG_PERIOD`)."""
+    carries it: ``config_carried``)."""
     params: dict[str, object] = {"model.device": args.device, "model.precision": args.precision,
-                                 "score_threshold": args.score_threshold, "diag.period": DIAG_PERIOD}
+                                 "score_threshold": args.score_threshold}
     if args.config or not config_carried:
         params["model.config"] = args.config or config.name
     if checkpoint:
@@ -543,15 +509,13 @@ class Collector:
     decided: int = 0
 
     def decide(self, listener: DemoListener, wanted: int) -> None:
-        """Decide every received frame whose outputs and status are all in or overdue, until ``wanted`` count."""
+        """Decide every received frame whose outputs and frame report are all in or overdue, until ``wanted`` count."""
         while self.decided < len(listener.order) and len(self.results) < wanted:
             rec = listener.frames[listener.order[self.decided]]
             overdue = time.monotonic() - rec.arrived >= SETTLE_S
-            if rec.state is None and rec.processing_ms is not None:
-                rec.state = pair_state(listener.states.values(), self.decided + 1, rec.processing_ms)
             reason = not_counted_reason(rec.state, self.num_sweeps)
             if rec.state is None and not overdue:
-                return  # its status may still come
+                return  # its frame report may still come
             missing = rec.missing(self.views) if reason is None else []
             if missing and not overdue:
                 return  # its pictures may still come
@@ -559,10 +523,6 @@ class Collector:
             t = rig_time(rec.stamp_ns, self.start_ns)
             if reason is None and missing:
                 reason = "incomplete: no " + ", ".join(missing)
-            elif rec.state is None:
-                reason = ("no status: no ~/debug/timings of the frame" if rec.processing_ms is None else
-                          f"no status: none of the {len(listener.states)} /diagnostics frame statuses matched its "
-                          "processing time")
             if reason is not None:
                 self.skipped[reason.split(":")[0]] += 1
                 print_not_counted(rec, t, reason, self.num_sweeps)

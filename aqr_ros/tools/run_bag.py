@@ -35,7 +35,7 @@ from aqr_ros.tools.progress import ProgressLine
 from aqr_ros.tools.cli import add_device_argument, add_precision_argument, HelpFormatter
 
 #: Output topics recorded by default (resolved names of the node ``aqr_node`` in the root namespace).
-DEFAULT_RECORD = ("/aqr_node/output/detections", "/aqr_node/output/label_info", "/aqr_node/debug/timings")
+DEFAULT_RECORD = ("/aqr_node/output/detections", "/aqr_node/output/label_info", "/aqr_node/debug/frame_report")
 #: What ``--record`` adds: markers, weight-map images, the per-query AQR weights.
 EXTRA_RECORD = {
     "markers": ("/aqr_node/output/markers",),
