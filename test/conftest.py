@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,6 +33,8 @@ sys.path.insert(0, str(REPO_ROOT))
 # Test doubles (e.g. tf2_ros) go last, so a real ROS 2 install's packages take precedence.
 if str(DOUBLES_DIR) not in sys.path:
     sys.path.append(str(DOUBLES_DIR))
+
+from aqr_ros.tools.processes import stop  # noqa: E402  (the source tree, once on the path above)
 
 
 def domain_base(environ: Mapping[str, str]) -> int:
@@ -143,10 +144,10 @@ SpawnPython = Callable[..., subprocess.Popen]
 
 @pytest.fixture
 def spawn_python(ros_env: dict[str, str]) -> Iterator[SpawnPython]:
-    """Start child Python processes (``spawn(args, env=None, **popen_kwargs)``); kill them after.
+    """Start child Python processes (``spawn(args, env=None, **popen_kwargs)``); stop them after.
 
-    Each child leads its own process group, and teardown kills that group by the child's PID with
-    SIGKILL, because ROS subscribers can hang on SIGINT. Output defaults to one text pipe.
+    Each child leads its own process group, which teardown stops with SIGINT, then SIGKILL after 5 s
+    (:func:`aqr_ros.tools.processes.stop`). Output defaults to one text pipe.
     """
     children: list[subprocess.Popen] = []
 
@@ -172,13 +173,8 @@ def spawn_python(ros_env: dict[str, str]) -> Iterator[SpawnPython]:
     yield spawn
 
     for proc in children:
-        if proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         try:
-            proc.wait(timeout=10)
+            stop(proc)
         finally:
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 if stream is not None:

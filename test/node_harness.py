@@ -8,7 +8,6 @@ test. Used by the ``test_node_*.py`` modules; each takes its ROS domain from con
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -35,6 +34,7 @@ from visualization_msgs.msg import MarkerArray
 from aqr_ros.ros.to_msg import camera_info_msg, image_from_array, pointcloud2_from_structured, transform_stamped
 from aqr_ros.ros.to_msg import nanoseconds_from_stamp as ns_of
 from aqr_ros.ros.to_msg import stamp_from_nanoseconds as stamp_msg
+from aqr_ros.tools.processes import stop
 from aqr_ros.tools.synthetic_rig import BASE_FRAME, CAMERA_NAMES, LIDAR_FRAME, ODOM_FRAME, Rig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,15 +85,8 @@ def start_node(args: Sequence[str], domain_id: int) -> "OutputLog":
 
 
 def stop_node(log: "OutputLog") -> None:
-    """SIGINT the node's process group, then SIGKILL it by PID if it has not exited within 10 s."""
-    proc = log.proc
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    """SIGINT the node's process group, then SIGKILL it if it has not exited within 10 s."""
+    stop(log.proc, timeout=30.0)
     log.join()
 
 

@@ -240,7 +240,71 @@ def test_mono8_is_grey_in_all_channels(pad):
     assert np.shares_memory(out, np.frombuffer(msg.data, dtype=np.uint8))
 
 
-@pytest.mark.parametrize("encoding", ["mono16", "bayer_rggb8", "16UC1", "yuv422", "8UC3", ""])
+#: Where each colour sits in the 2x2 cell of a ROS Bayer encoding (row, column).
+BAYER_CELLS = {"bayer_rggb8": {"r": (0, 0), "b": (1, 1)}, "bayer_bggr8": {"b": (0, 0), "r": (1, 1)},
+               "bayer_gbrg8": {"b": (0, 1), "r": (1, 0)}, "bayer_grbg8": {"r": (0, 1), "b": (1, 0)}}
+
+
+def bayer_mosaic(bgr: np.ndarray, encoding: str) -> np.ndarray:
+    """What a sensor with ``encoding``'s colour filter records of ``bgr``: one channel per pixel."""
+    mosaic = bgr[:, :, 1].copy()
+    for colour, channel in (("b", 0), ("r", 2)):
+        row, col = BAYER_CELLS[encoding][colour]
+        mosaic[row::2, col::2] = bgr[row::2, col::2, channel]
+    return mosaic
+
+
+@pytest.mark.parametrize("pad", [0, 4])
+@pytest.mark.parametrize("encoding", sorted(BAYER_CELLS))
+def test_bayer_images_are_demosaiced_with_their_own_pattern(encoding, pad):
+    # Four flat colour quadrants: away from the edges demosaicing must give each colour back.
+    bgr = np.zeros((16, 24, 3), np.uint8)
+    bgr[:8, :12], bgr[:8, 12:], bgr[8:, :12], bgr[8:, 12:] = (30, 60, 220), (200, 90, 20), (40, 210, 50), (90, 90, 90)
+    out = image_to_bgr(make_image(encoding, bayer_mosaic(bgr, encoding), pad))
+    assert out.shape == bgr.shape and out.dtype == np.uint8
+    for rows, cols in ((slice(2, 6), slice(2, 10)), (slice(2, 6), slice(14, 22)), (slice(10, 14), slice(2, 10)),
+                       (slice(10, 14), slice(14, 22))):
+        np.testing.assert_allclose(out[rows, cols].astype(int), bgr[rows, cols].astype(int), atol=2)
+
+
+def pack_yuv422(y: np.ndarray, u: np.ndarray, v: np.ndarray, order: str) -> np.ndarray:
+    """HxWx2 bytes of a 4:2:2 image: per pixel pair (y0, y1) one u and one v, in byte ``order`` (uyvy or yuyv)."""
+    height, width = y.shape
+    packed = np.empty((height, width // 2, 4), np.uint8)
+    planes = {"y0": y[:, 0::2], "y1": y[:, 1::2], "u": u, "v": v}
+    for k, name in enumerate(("u", "y0", "v", "y1") if order == "uyvy" else ("y0", "u", "y1", "v")):
+        packed[:, :, k] = planes[name]
+    return packed.reshape(height, width, 2)
+
+
+@pytest.mark.parametrize(("encoding", "order"), [("yuv422", "uyvy"), ("uyvy", "uyvy"), ("yuv422_yuy2", "yuyv"),
+                                                 ("yuyv", "yuyv")])
+def test_yuv422_images_decode_in_their_byte_order(encoding, order):
+    height, width = 4, 8
+    y = np.full((height, width), 120, np.uint8)
+    y[:, width // 2:] = 200  # brighter right half
+    u = np.full((height, width // 2), 128, np.uint8)
+    v = np.full((height, width // 2), 128, np.uint8)
+    v[:2], u[2:] = 200, 200  # top rows reddish (high V), bottom rows bluish (high U)
+    out = image_to_bgr(make_image(encoding, pack_yuv422(y, u, v, order), pad=2)).astype(int)
+    assert out.shape == (height, width, 3)
+    blue, green, red = out[..., 0], out[..., 1], out[..., 2]
+    assert (red[:2] > green[:2] + 40).all() and (red[:2] > blue[:2] + 40).all()
+    assert (blue[2:] > green[2:] + 40).all() and (blue[2:] > red[2:] + 40).all()
+    assert (out[:, width // 2:].sum(axis=2) > out[:, :width // 2].sum(axis=2) + 100).all()
+
+
+@pytest.mark.parametrize(("encoding", "size"), [("yuv422", (4, 7)), ("bayer_rggb8", (5, 8))])
+def test_subsampled_encodings_need_even_sizes(encoding, size):
+    height, width = size
+    channels = 2 if encoding == "yuv422" else 1
+    msg = Image(height=height, width=width, encoding=encoding, step=width * channels,
+                data=bytes(height * width * channels))
+    with pytest.raises(ConversionError, match="even"):
+        image_to_bgr(msg)
+
+
+@pytest.mark.parametrize("encoding", ["mono16", "bayer_rggb16", "16UC1", "nv21", "8UC3", ""])
 def test_unsupported_encodings_are_rejected(encoding):
     msg = make_image("bgr8", BGR)
     msg.encoding = encoding
@@ -312,3 +376,53 @@ def test_camera_info_lens_carries_the_projection():
     assert lens.size == (900, 1600) and lens.model == "plumb_bob" and lens.K[0, 0] == 1266.4
     np.testing.assert_array_equal(lens.P, np.reshape(P, (3, 4)))
     np.testing.assert_array_equal(lens.D, [-0.1, 0.02, 0.0, 0.0, 0.0])
+
+
+FULL_K = np.array([[1266.4, 0.0, 816.3], [0.0, 1262.0, 491.5], [0.0, 0.0, 1.0]])
+FULL_P = np.array([[1100.0, 0.0, 800.0, 0.0], [0.0, 1100.0, 450.0, 0.0], [0.0, 0.0, 1.0, 0.0]])
+FULL_D = [-0.3, 0.1, 0.001, -0.002, 0.0]
+
+
+def binned_info(binning: tuple[int, int], roi: tuple[int, int, int, int]) -> CameraInfo:
+    """A 1600x900 calibration published for images binned by ``binning`` (x, y) from ``roi`` (x, y, w, h)."""
+    msg = CameraInfo(height=900, width=1600, k=FULL_K.reshape(-1).tolist(), d=FULL_D, distortion_model="plumb_bob",
+                     p=FULL_P.reshape(-1).tolist(), binning_x=binning[0], binning_y=binning[1])
+    msg.roi.x_offset, msg.roi.y_offset, msg.roi.width, msg.roi.height = roi
+    return msg
+
+
+def test_binned_and_cropped_images_project_where_the_full_calibration_says():
+    lens = camera_info_lens(binned_info((2, 3), (200, 90, 1200, 630)))
+    assert lens.size == (210, 600)  # 630 / 3 rows, 1200 / 2 columns
+    np.testing.assert_array_equal(lens.D, FULL_D)
+    points = np.random.default_rng(3).uniform([-8.0, -4.0, 5.0], [8.0, 4.0, 40.0], (50, 3))
+    zero = np.zeros(3)
+    full, _ = cv2.projectPoints(points, zero, zero, FULL_K, np.array(FULL_D))
+    binned, _ = cv2.projectPoints(points, zero, zero, lens.K, lens.D)
+    # A full-resolution pixel u lands on (u - x_offset) / binning_x of the published image (likewise v).
+    expected = (full.reshape(-1, 2) - [200.0, 90.0]) / [2.0, 3.0]
+    np.testing.assert_allclose(binned.reshape(-1, 2), expected, atol=1e-9)
+    rectified = points @ lens.P[:, :3].T
+    full_rectified = points @ FULL_P[:, :3].T
+    np.testing.assert_allclose(rectified[:, :2] / rectified[:, 2:], (full_rectified[:, :2] / full_rectified[:, 2:]
+                                                                     - [200.0, 90.0]) / [2.0, 3.0], atol=1e-9)
+
+
+@pytest.mark.parametrize("binning", [(0, 0), (1, 1)])
+def test_no_binning_and_an_empty_roi_keep_the_calibration(binning):
+    lens = camera_info_lens(binned_info(binning, (0, 0, 0, 0)))
+    assert lens.size == (900, 1600)
+    np.testing.assert_array_equal(lens.K, FULL_K)
+    np.testing.assert_array_equal(lens.P, FULL_P)
+
+
+def test_binning_alone_scales_a_rectified_calibration():
+    lens = camera_info_lens(binned_info((2, 2), (0, 0, 0, 0)), rectified=True)
+    assert lens.size == (450, 800) and lens.P[0, 0] == 550.0 and lens.P[1, 2] == 225.0
+
+
+def test_roi_errors_name_the_reason():
+    with pytest.raises(ConversionError, match=r"roi 1500x630 at \(200, 90\) does not fit the 1600x900 calibration"):
+        camera_info_lens(binned_info((1, 1), (200, 90, 1500, 630)))
+    with pytest.raises(ConversionError, match="rectified"):
+        camera_info_lens(binned_info((1, 1), (200, 90, 1200, 630)), rectified=True)

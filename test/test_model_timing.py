@@ -1,11 +1,12 @@
-"""Per-stage timing: wall time on the CPU, the GPU's own time from CUDA events on a GPU."""
+"""Per-stage timing: wall time on the CPU, the GPU's own time from CUDA events on a GPU; cancellation at stages."""
 
+import threading
 import time
 
 import pytest
 import torch
 
-from aqr_ros.model.timing import StageTimer, maybe_stage
+from aqr_ros.model.timing import FrameCancelled, StageTimer, maybe_stage
 
 
 def test_cpu_stages_accumulate_wall_time():
@@ -19,6 +20,28 @@ def test_cpu_stages_accumulate_wall_time():
         pass
     assert set(timer.ms) == {"sleep", "noop"}
     assert 20.0 <= timer.ms["sleep"] < 200.0
+
+
+def test_a_cancelled_timer_refuses_the_next_stage_of_a_forward_pass():
+    from pathlib import Path
+
+    from aqr_ros.model import AqrCmt, load_config
+
+    cancel = threading.Event()
+    timer = StageTimer("cpu", synchronize=False, cancel=cancel)
+    with timer.stage("running"):
+        cancel.set()  # the stage in progress completes
+    with pytest.raises(FrameCancelled, match="before stage next"):
+        with timer.stage("next"):
+            pytest.fail("a cancelled stage ran")
+    assert set(timer.ms) == {"running"}
+    torch.manual_seed(0)
+    model = AqrCmt(load_config(str(Path(__file__).parent / "configs" / "tiny.yaml"))).eval()
+    cfg = model.config
+    with pytest.raises(FrameCancelled, match="before stage voxelize"):  # the forward pass's first stage
+        model.infer(torch.zeros((1, cfg.lidar.num_point_features)),
+                    torch.zeros((cfg.image.num_views, 3, *cfg.image.input_size)),
+                    torch.eye(4).repeat(cfg.image.num_views, 1, 1), timer=StageTimer("cpu", cancel=cancel))
 
 
 @pytest.mark.gpu

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.ros
 DOMAIN_ID = ros_domain(__name__)
 CUDA_DOMAIN_ID = ros_domain(f"{__name__}:cuda")
 CTRL_C_DOMAIN_ID = ros_domain(f"{__name__}:ctrl_c")
+SLOW_STAGES_DOMAIN_ID = ros_domain(f"{__name__}:slow_stages")
 PARAMS = {"model.config": str(TINY_CONFIG), "model.device": "cpu", "diag.period": 0.2, "model.warmup_iters": 0,
           "diag.stale_timeout": 600.0}
 
@@ -40,9 +41,27 @@ sys.exit(main())
 """
 
 
-def _start(fail: set[int], message: str, domain_id: int):
+#: Runs the node with every model stage taking a second longer, announced on stdout: a frame lasts 10 s or more.
+SLOW_STAGES = """
+import sys, time
+from contextlib import contextmanager
+from aqr_ros.model import timing
+from aqr_ros.ros.node import main
+real_stage = timing.StageTimer.stage
+@contextmanager
+def slow_stage(self, name):
+    print(f"stage {name} entered", flush=True)
+    time.sleep(1.0)
+    with real_stage(self, name):
+        yield
+timing.StageTimer.stage = slow_stage
+sys.exit(main())
+"""
+
+
+def _start(fail: set[int], message: str, domain_id: int, code: str = ""):
     args = node_command("", PARAMS, rig_remaps())
-    code = WRAPPER.format(fail=sorted(fail), message=message)
+    code = code or WRAPPER.format(fail=sorted(fail), message=message)
     return start_node(["-c", code, *args[2:]], domain_id)  # args[:2] is "-m aqr_ros.ros.node"
 
 
@@ -112,3 +131,29 @@ def test_ctrl_c_while_a_frame_is_in_the_model_exits_cleanly():
     out = log.text()
     assert log.proc.returncode == 0, out
     assert "terminate called" not in out and "Traceback" not in out and "[ERROR]" not in out, out
+
+
+def test_ctrl_c_ends_a_long_frame_at_its_next_model_stage():
+    """A frame far longer than the node waits (the full model on a CPU) stops at a stage boundary: the process
+    exits cleanly instead of abandoning a thread inside torch (which aborted it: 'terminate called')."""
+    log = _start(set(), "", SLOW_STAGES_DOMAIN_ID, code=SLOW_STAGES)
+    harness = RigHarness(SLOW_STAGES_DOMAIN_ID, "")
+
+    def entered() -> int:
+        return sum(line.startswith("stage ") for line in log.lines)
+
+    try:
+        harness.publish_static_tf()
+        harness.publish_until_output(1_700_000_000 * SEC, 120, log)
+        harness.publish_frame(harness.next_stamp(SEC))
+        seen = entered()
+        harness.wait_for(lambda: entered() > seen, 30, "a frame in the model", log)
+        at_stop = entered()
+    finally:
+        harness.close()
+        stop_node(log)  # SIGINT in a frame's stage, with most of its ten 1 s stages still to run
+    out = log.text()
+    assert log.proc.returncode == 0, out
+    assert "terminate called" not in out and "Traceback" not in out and "[ERROR]" not in out, out
+    # The stage running at SIGINT ends, the next one is refused (one line more when it was announced first).
+    assert entered() - at_stop <= 2, f"{entered() - at_stop} more stages after SIGINT:\n{out}"

@@ -201,6 +201,10 @@ def _bad_frame(kind, harness, stamp):
         K[0, 0] = 1e300
         return {"infos": {4: harness.camera_info(4, stamp, K=K)}}, "/rig/cam_back_left/camera_info", \
             "implausible focal lengths", True
+    if kind == "camera_info roi outside the image":
+        info = harness.camera_info(4, stamp)
+        info.roi.x_offset, info.roi.width, info.roi.height = 10, info.width, info.height
+        return {"infos": {4: info}}, "/rig/cam_back_left/camera_info", "does not fit", True
     if kind == "negative image stamp":
         return {"images": {0: harness.image(0, -5 * SEC)}}, "/rig/cam_front/image", "negative stamp", True
     raise ValueError(kind)
@@ -208,7 +212,8 @@ def _bad_frame(kind, harness, stamp):
 
 BAD_INPUTS = ["unknown image encoding", "image size differs from camera_info", "image step/data mismatch",
               "truncated cloud", "cloud without xyz", "all-NaN cloud", "empty cloud", "extreme values", "huge cloud",
-              "camera_info with zero K", "camera_info with fx = 1e300", "negative image stamp"]
+              "camera_info with zero K", "camera_info with fx = 1e300", "camera_info roi outside the image",
+              "negative image stamp"]
 
 
 @pytest.mark.parametrize("kind", BAD_INPUTS)

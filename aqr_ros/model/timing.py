@@ -1,12 +1,19 @@
-"""Optional per-stage timing of a forward pass, used by the benchmarks and the node's diagnostics."""
+"""Optional per-stage timing of a forward pass, used by the benchmarks and the node's diagnostics; its stage
+boundaries are also where a stopping node abandons a frame (:class:`FrameCancelled`)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
 
 import torch
+
+
+class FrameCancelled(Exception):
+    """The timer's ``cancel`` event was set when a stage was about to start: the forward pass is abandoned there,
+    so a node can stop within one stage instead of a whole frame (or leave torch running in a thread at exit)."""
 
 
 class StageTimer:
@@ -16,11 +23,14 @@ class StageTimer:
     current stream, so the time is the GPU's own and the launches stay asynchronous (host timers around
     asynchronous launches measure the launch, not the work); :attr:`ms` waits for the last event.
     ``synchronize=True`` instead synchronizes the device around each stage and uses wall time, which
-    attributes host and device time together (the benchmarks' per-stage breakdown).
+    attributes host and device time together (the benchmarks' per-stage breakdown). Once ``cancel`` is set,
+    the next stage raises :class:`FrameCancelled` instead of starting.
     """
 
-    def __init__(self, device: torch.device | str = "cpu", synchronize: bool = True) -> None:
+    def __init__(self, device: torch.device | str = "cpu", synchronize: bool = True,
+                 cancel: threading.Event | None = None) -> None:
         self.device = torch.device(device)
+        self.cancel = cancel
         self.synchronize = synchronize and self.device.type == "cuda"
         self._events = self.device.type == "cuda" and not self.synchronize
         self._wall_ms: dict[str, float] = {}
@@ -28,7 +38,9 @@ class StageTimer:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        """Time the enclosed block and add it to ``ms[name]``."""
+        """Time the enclosed block and add it to ``ms[name]``; :class:`FrameCancelled` when cancelled before it."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise FrameCancelled(f"cancelled before stage {name}")
         if self._events:
             start_event = torch.cuda.Event(enable_timing=True)
             end_event = torch.cuda.Event(enable_timing=True)

@@ -106,17 +106,34 @@ _IMAGE_ENCODINGS = {
     "rgba8": (4, lambda a: a[:, :, 2::-1]),
     "mono8": (1, lambda a: np.broadcast_to(a, (*a.shape[:2], 3))),
 }
+#: Encodings a driver publishes straight from the sensor → (bytes per pixel, OpenCV conversion to BGR): packed
+#: YUV 4:2:2 (ROS ``yuv422`` is UYVY, ``yuv422_yuy2`` YUYV) and 8-bit Bayer mosaics. OpenCV names a Bayer
+#: pattern after the second row's first two pixels, so ROS ``bayer_rggb8`` is OpenCV's BayerBG.
+_CONVERTED_ENCODINGS = {
+    "yuv422": (2, cv2.COLOR_YUV2BGR_UYVY),
+    "uyvy": (2, cv2.COLOR_YUV2BGR_UYVY),
+    "yuv422_yuy2": (2, cv2.COLOR_YUV2BGR_YUYV),
+    "yuyv": (2, cv2.COLOR_YUV2BGR_YUYV),
+    "bayer_rggb8": (1, cv2.COLOR_BayerBG2BGR),
+    "bayer_bggr8": (1, cv2.COLOR_BayerRG2BGR),
+    "bayer_gbrg8": (1, cv2.COLOR_BayerGR2BGR),
+    "bayer_grbg8": (1, cv2.COLOR_BayerGB2BGR),
+}
+#: Every raw image encoding the node accepts.
+IMAGE_ENCODINGS = (*_IMAGE_ENCODINGS, *_CONVERTED_ENCODINGS)
 
 
 def image_to_bgr(msg: Image) -> np.ndarray:
-    """HxWx3 uint8 BGR view of an rgb8, bgr8, rgba8, bgra8 or mono8 image (no copy; strides honour ``step``).
+    """HxWx3 uint8 BGR of an image in any of :data:`IMAGE_ENCODINGS`.
 
-    The result may be non-contiguous or read-only (mono8 is a broadcast view): copy before writing into it.
+    rgb8, bgr8, rgba8, bgra8 and mono8 give a view without a copy (strides honour ``step``) that may be
+    non-contiguous or read-only (mono8 is a broadcast view): copy before writing into it. YUV 4:2:2 and Bayer
+    images are converted into a new array.
     """
     encoding = msg.encoding.lower()
-    if encoding not in _IMAGE_ENCODINGS:
-        raise ConversionError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(_IMAGE_ENCODINGS)})")
-    channels, to_bgr = _IMAGE_ENCODINGS[encoding]
+    if encoding not in IMAGE_ENCODINGS:
+        raise ConversionError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(IMAGE_ENCODINGS)})")
+    channels, _ = _IMAGE_ENCODINGS.get(encoding) or _CONVERTED_ENCODINGS[encoding]
     height, width, step = msg.height, msg.width, msg.step
     if height == 0 or width == 0:
         raise ConversionError(f"empty image ({width}x{height})")
@@ -124,8 +141,13 @@ def image_to_bgr(msg: Image) -> np.ndarray:
         raise ConversionError(f"step {step} is smaller than width {width} x {channels} bytes for {encoding}")
     if len(msg.data) != step * height:
         raise ConversionError(f"data has {len(msg.data)} bytes, expected step {step} x height {height}")
-    pixels = np.ndarray((height, width, channels), dtype=np.uint8, buffer=msg.data, strides=(step, channels, 1))
-    return to_bgr(pixels)
+    if encoding in _IMAGE_ENCODINGS:
+        pixels = np.ndarray((height, width, channels), dtype=np.uint8, buffer=msg.data, strides=(step, channels, 1))
+        return _IMAGE_ENCODINGS[encoding][1](pixels)
+    if width % 2 or (encoding.startswith("bayer") and height % 2):
+        raise ConversionError(f"{encoding} needs an even {'width' if width % 2 else 'height'} ({width}x{height})")
+    rows = np.ndarray((height, width * channels), dtype=np.uint8, buffer=msg.data, strides=(step, 1))
+    return cv2.cvtColor(np.ascontiguousarray(rows).reshape(height, width, channels), _CONVERTED_ENCODINGS[encoding][1])
 
 
 def compressed_to_bgr(msg: CompressedImage) -> np.ndarray:
@@ -147,7 +169,28 @@ def camera_info_intrinsics(msg: CameraInfo) -> tuple[np.ndarray, tuple[int, int]
     return K, (int(msg.height), int(msg.width)), np.array(msg.d, dtype=np.float64), msg.distortion_model
 
 
-def camera_info_lens(msg: CameraInfo) -> LensCalibration:
-    """The lens of a CameraInfo (:func:`camera_info_intrinsics` plus the 3x4 projection P), for undistortion."""
-    K, size, D, model = camera_info_intrinsics(msg)
-    return LensCalibration(K, D, model, size, np.array(msg.p, dtype=np.float64).reshape(3, 4))
+def camera_info_lens(msg: CameraInfo, rectified: bool = False) -> LensCalibration:
+    """The lens of the images a CameraInfo describes (:func:`camera_info_intrinsics` plus the 3x4 projection P).
+
+    A driver that bins (``binning_x/y`` > 1) or crops (a non-zero ``roi``, in full-resolution pixels) publishes
+    smaller images than its calibration: K and P are moved onto those images' pixels as image_geometry does.
+    Distortion acts on normalised coordinates, so D is unchanged. ``rectified`` images with an ROI are refused:
+    their crop lies in the rectified image, which camera_info does not give.
+    """
+    K, (height, width), D, model = camera_info_intrinsics(msg)
+    P = np.array(msg.p, dtype=np.float64).reshape(3, 4)
+    bin_x, bin_y = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
+    roi = msg.roi
+    x0, y0, roi_w, roi_h = int(roi.x_offset), int(roi.y_offset), int(roi.width), int(roi.height)
+    if roi_w == 0 and roi_h == 0:
+        x0, y0, roi_w, roi_h = 0, 0, width, height
+    elif rectified:
+        raise ConversionError("an roi with rectified images (input.rectified) is not supported: publish the full "
+                              "rectified image or the raw ROI images")
+    elif roi_w <= 0 or roi_h <= 0 or x0 + roi_w > width or y0 + roi_h > height:
+        raise ConversionError(f"roi {roi_w}x{roi_h} at ({x0}, {y0}) does not fit the {width}x{height} calibration")
+    if (bin_x, bin_y, x0, y0, roi_w, roi_h) != (1, 1, 0, 0, width, height):
+        to_image = np.array([[1.0 / bin_x, 0.0, -x0 / bin_x], [0.0, 1.0 / bin_y, -y0 / bin_y], [0.0, 0.0, 1.0]])
+        K, P = to_image @ K, to_image @ P
+        height, width = roi_h // bin_y, roi_w // bin_x
+    return LensCalibration(K, D, model, (height, width), P)

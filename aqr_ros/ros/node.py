@@ -63,8 +63,9 @@ WARN_PERIOD_S = 2.0
 SILENT_WARN_PERIOD_S = 10.0
 #: Points farther than this (m) from the sensor are treated as corrupt values and dropped.
 MAX_POINT_RANGE_M = 1000.0
-#: Longest wait (s) for the worker to finish its frame when stopping (a CPU frame of the full model takes seconds).
-WORKER_STOP_S = 5.0
+#: Longest wait (s) for the worker's frame to stop at its next model stage when stopping (the full model's image
+#: backbone, its longest stage, takes 2-5 s on a CPU); an abandoned thread still in torch aborts the process at exit.
+WORKER_STOP_S = 30.0
 #: Period (s) of the check for a worker that stopped for good.
 FAILURE_CHECK_S = 0.2
 #: Consecutive CUDA out-of-memory frames that stop processing.
@@ -519,7 +520,11 @@ class AqrNode(LifecycleNode):
 
     def _on_camera_info(self, camera: int, msg: CameraInfo) -> None:
         topic = self.topics.infos[camera]
-        lens = camera_info_lens(msg)
+        try:
+            lens = camera_info_lens(msg, self.params.rectified_images)
+        except ConversionError as exc:
+            self._reject(topic, str(exc))
+            return
         K, size = lens.K, lens.size
         reason = f"image size {size[1]}x{size[0]} is not positive" if size[0] <= 0 or size[1] <= 0 else None
         reason = reason or validate_intrinsics(K, size)
@@ -766,7 +771,7 @@ class AqrNode(LifecycleNode):
         stages["preprocess"] = (time.perf_counter() - t0) * 1e3
 
         t0 = time.perf_counter()
-        timer = StageTimer(self.device, synchronize=False)
+        timer = StageTimer(self.device, synchronize=False, cancel=self._stop)  # stopping ends it at a stage
         det = self.model.infer(model_input.points, model_input.images, model_input.lidar2img,
                                model_input.camera_valid, fp16=p.model_fp16, timer=timer).to("cpu")
         stages["model"] = (time.perf_counter() - t0) * 1e3
@@ -860,12 +865,16 @@ class AqrNode(LifecycleNode):
             self.context.try_shutdown()
 
     def stop_worker(self) -> None:
-        """Stop the worker thread; a frame still in the model gets WORKER_STOP_S, then the thread is abandoned."""
+        """Stop the worker thread: a frame in the model ends at its next stage (FrameCancelled), which is waited for
+        up to WORKER_STOP_S; after that the thread is abandoned."""
         self._stop.set()
         worker, self._worker = self._worker, None
         if worker is None:
             return
-        worker.join(timeout=WORKER_STOP_S)
+        worker.join(timeout=1.0)
+        if worker.is_alive():
+            self.get_logger().info("stopping: waiting for the frame in the model to reach its next stage")
+            worker.join(timeout=WORKER_STOP_S - 1.0)
         if worker.is_alive():
             self.get_logger().warning(f"the worker is still in a frame after {WORKER_STOP_S:g} s; not waiting "
                                       "for it (it publishes nothing more)")

@@ -7,9 +7,9 @@
 Listens to the topics the node would subscribe to (the same options and defaults as launch/aqr.launch.py, the
 same QoS and parameters as the node) and to tf, then reports per topic the rate, stamps, frame ids, image
 encodings and point fields, camera_info validity, camera-LiDAR stamp offsets, the tf extrinsics and fixed frame,
-the intensity range and the LiDAR axis convention (:mod:`aqr_ros.tools.doctor_checks`). It projects the latest
-cloud into each camera with the node's own calibration code and writes one overlay image per camera, plus
-``report.json``, into ``--out``. Exit code 0 without ERROR, 1 with one, 2 for bad arguments.
+the intensity range and the LiDAR axis convention (:mod:`aqr_ros.tools.doctor_checks`). It projects a recent
+cloud (of the last 0.5 s, the one with the closest image in every camera) into each camera with the node's own
+calibration code and writes one overlay image per camera, plus ``report.json``, into ``--out``. Exit code 0 without ERROR, 1 with one, 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -51,8 +51,10 @@ from aqr_ros.tools.cli import make_parser
 from aqr_ros.tools.processes import params_file as shipped_params_file
 
 NODE_NAME = "aqr_doctor"
-#: Messages kept per topic for decoding and the overlays (the rest is counted and stamped only).
-_KEPT = 4
+#: Messages kept per topic for decoding and the overlays (the rest is counted and stamped only): 0.5 s of 12 Hz
+#: images, 0.5 s of 20 Hz clouds to pick the one best synchronised with them.
+_KEPT = 6
+_KEPT_CLOUDS = 10
 #: Longest wait (s) for tf after the sensors, until the fixed-frame pose at the newest stamp has arrived.
 _TF_SETTLE_S = 2.0
 
@@ -65,7 +67,11 @@ class Heard:
     receive: list[float] = field(default_factory=list)
     stamps: list[float] = field(default_factory=list)
     frames: list[str] = field(default_factory=list)
-    latest: deque = field(default_factory=lambda: deque(maxlen=_KEPT))
+    kept: int = _KEPT
+    latest: deque = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.latest = deque(maxlen=self.kept)
 
     def add(self, msg: Any, received: float) -> None:
         """Record ``msg``, received at ``received`` (s since the epoch)."""
@@ -111,7 +117,8 @@ class DoctorNode(Node):
                          reliability=ReliabilityPolicy.RELIABLE if params.input_reliable
                          else ReliabilityPolicy.BEST_EFFORT)
         image_type = CompressedImage if params.compressed_images else Image
-        self.heard: dict[str, Heard] = {t: Heard() for t in (topics.cloud, *topics.images, *topics.infos)}
+        self.heard: dict[str, Heard] = {t: Heard() for t in (*topics.images, *topics.infos)}
+        self.heard[topics.cloud] = Heard(kept=_KEPT_CLOUDS)
         self._sensor_subs = [self.create_subscription(PointCloud2, topics.cloud, _recorder(self.heard[topics.cloud]),
                                                       qos)]
         self._sensor_subs += [self.create_subscription(image_type, topic, _recorder(self.heard[topic]), qos)
@@ -187,6 +194,17 @@ def _nearest(messages: Sequence[Any], stamp_s: float, offset: float) -> Any:
     return min(messages, key=lambda m: abs(nanoseconds_from_stamp(m.header.stamp) * 1e-9 - offset - stamp_s))
 
 
+def best_synchronised(clouds: Sequence[Any], images: Sequence[Sequence[Any]], offsets: Sequence[float]) -> Any:
+    """Of the kept clouds, the one whose worst camera has the closest image (the newest among equals): the newest
+    cloud's images may still be on their way, and a moving object drifts between a cloud and an older image."""
+    def worst_dt(cloud: Any) -> float:
+        t = nanoseconds_from_stamp(cloud.header.stamp) * 1e-9
+        return max((abs(nanoseconds_from_stamp(_nearest(msgs, t, offset).header.stamp) * 1e-9 - offset - t)
+                    for msgs, offset in zip(images, offsets) if msgs), default=0.0)
+
+    return min(reversed(clouds), key=worst_dt)
+
+
 def _overlay(node: DoctorNode, path: Path, topic: str, image: np.ndarray, image_header: Header, lens: LensCalibration,
              camera_frame: str, points: np.ndarray, cloud_header: Header) -> dc.Check:
     """Project ``points`` into ``image`` as the node would fuse them (undistorted as configured, the extrinsic
@@ -219,7 +237,8 @@ def examine(node: DoctorNode, listened: float, out_dir: Path) -> tuple[list[dc.C
         return heard
 
     cloud_heard = heard_checks(topics.cloud, "--lidar-topic (the node's ~/input/pointcloud remap)")
-    cloud_msg = cloud_heard.latest[-1] if cloud_heard.latest else None
+    cloud_msg = best_synchronised(cloud_heard.latest, [node.heard[t].latest for t in topics.images],
+                                  p.camera_offsets) if cloud_heard.latest else None
     points = np.zeros((0, 4), dtype=np.float32)
     lidar_frame = cloud_msg.header.frame_id if cloud_msg is not None else ""
     if cloud_msg is not None:
@@ -260,8 +279,8 @@ def examine(node: DoctorNode, listened: float, out_dir: Path) -> tuple[list[dc.C
             if sync is not None:
                 checks.append(sync)
         info = info_heard.latest[-1] if info_heard.latest else None
-        if info is not None:
-            lens = camera_info_lens(info)
+        lens = node_lens(info, p.rectified_images, info_topic, checks)
+        if lens is not None:
             checks.append(dc.camera_info_check(
                 info_topic, lens.K, lens.size, lens.D, lens.model, info.header.frame_id, p.rectified_images,
                 image_msg.header.frame_id if image_msg is not None else None,
@@ -274,7 +293,7 @@ def examine(node: DoctorNode, listened: float, out_dir: Path) -> tuple[list[dc.C
         checks.append(dc.extrinsic_check(camera_frame, lidar_frame, static.matrix, static.reason))
         if i == 0:
             front = (static.matrix, camera_frame)
-        if static.matrix is None or info is None or image is None or lens.size != tuple(image.shape[:2]):
+        if static.matrix is None or lens is None or image is None or lens.size != tuple(image.shape[:2]):
             continue
         path = out_dir / f"overlay_camera{i}_{topics.namespaces[i].strip('/').replace('/', '_')}.png"
         checks.append(_overlay(node, path, image_topic, image, image_msg.header, lens, camera_frame, points,
@@ -284,6 +303,20 @@ def examine(node: DoctorNode, listened: float, out_dir: Path) -> tuple[list[dc.C
     if cloud_msg is not None:
         checks.append(dc.axes_check(topics.cloud, p.lidar_axes, points, front[0], front[1]))
     return checks, overlays
+
+
+def node_lens(info: Optional[CameraInfo], rectified: bool, topic: str,
+          checks: list[dc.Check]) -> Optional[LensCalibration]:
+    """The lens the node reads from ``info`` (binning and ROI applied); None when nothing was heard, or with an
+    ERROR check when the node rejects it."""
+    if info is None:
+        return None
+    try:
+        return camera_info_lens(info, rectified)
+    except ConversionError as exc:
+        checks.append(dc.Check("camera_info", topic, dc.Level.ERROR, f"{exc}: the node rejects this camera_info",
+                               {"frame_id": info.header.frame_id}))
+        return None
 
 
 def load_params(path: Path, compressed: str, num_cameras: int) -> NodeParams:

@@ -23,6 +23,8 @@ from aqr_ros.pipeline.undistort import DISTORTION_MODELS, ignored_distortion
 FUTURE_TOLERANCE_S = 0.2
 #: Share of clouds whose nearest image is beyond ``sync.max_camera_lidar_delay`` above which a camera warns.
 MASKED_SHARE_WARN = 0.1
+#: Fewest clouds between a camera's images for that share to mean anything (drops leave fewer; the rate says so).
+MIN_SYNC_CLOUDS = 5
 #: A gap between consecutive images longer than this many camera periods (the 10th percentile of the gaps, which
 #: survives drops) is taken as dropped messages.
 DROP_GAP = 1.5
@@ -132,7 +134,7 @@ def image_check(topic: str, encoding: str, size: Optional[tuple[int, int]], erro
     reason, None when it decoded to ``size`` (H, W))."""
     if error is not None or size is None:
         return Check("image", topic, Level.ERROR, f"{error or 'not decodable'}: the node masks this camera; publish "
-                     f"rgb8/bgr8/rgba8/bgra8/mono8 (or JPEG/PNG with --compressed / input.compressed_images)",
+                     "an encoding it decodes (or JPEG/PNG with --compressed / input.compressed_images)",
                      {"encoding": encoding})
     return Check("image", topic, Level.OK, f"{encoding} {size[1]}x{size[0]}",
                  {"encoding": encoding, "width": size[1], "height": size[0]})
@@ -209,7 +211,7 @@ def sync_check(camera: int, topic: str, cloud_stamps: Sequence[float], cloud_rec
 
     Two measures: the median and max |dt| between each cloud and the camera's nearest image (clouds within the
     images' time span and outside gaps of dropped images, :data:`DROP_GAP`; WARN when more than
-    :data:`MASKED_SHARE_WARN` of them would have the camera masked), and the
+    :data:`MASKED_SHARE_WARN` of at least :data:`MIN_SYNC_CLOUDS` would have the camera masked), and the
     stamp offset relative to arrival (smallest image age minus smallest cloud age on arrival): a periodic camera whose
     stamps are shifted still has a near image for every cloud, but the node would fuse the wrong exposure, so a
     shift beyond the delay warns too. None when there is nothing to compare.
@@ -240,15 +242,21 @@ def sync_check(camera: int, topic: str, cloud_stamps: Sequence[float], cloud_rec
               "stamp_shift_ms": shift * 1e3}
     measured = (f"nearest image |dt| median {values['median_abs_dt_ms']:.0f} ms, max {values['max_abs_dt_ms']:.0f} ms "
                 f"over {clouds.size} clouds; stamps {shift * 1e3:+.0f} ms vs the LiDAR's on arrival")
-    if masked > MASKED_SHARE_WARN:
+    if masked > MASKED_SHARE_WARN and clouds.size >= MIN_SYNC_CLOUDS:
         return Check("sync", topic, Level.WARN, f"{measured}: {masked:.0%} of frames beyond "
                      f"sync.max_camera_lidar_delay {max_delay:g} s would mask camera{camera}; fix the stamps or set "
                      f"sync.camera_offsets[{camera}] to {offset + float(np.median(dt)):.3f}", values)
-    if abs(shift) > max_delay:
+    if shift > max_delay:
         return Check("sync", topic, Level.WARN, f"{measured}: beyond sync.max_camera_lidar_delay {max_delay:g} s, the "
-                     f"node would fuse exposures {abs(shift) * 1e3:.0f} ms {'older' if shift > 0 else 'newer'} than "
-                     f"the cloud; fix the driver's stamps (latency, clock) or set sync.camera_offsets[{camera}] to "
+                     f"node would fuse exposures {shift * 1e3:.0f} ms older than the cloud (images stamped on "
+                     f"arrival?); fix the driver's stamps or set sync.camera_offsets[{camera}] to "
                      f"{offset + shift:.3f}", values)
+    if shift < -max_delay:  # slow transport looks exactly like early stamps: both are named
+        return Check("sync", topic, Level.WARN, f"{measured}: the images reach this process {-shift * 1e3:.0f} ms later "
+                     f"after their stamps than the clouds, beyond sync.max_camera_lidar_delay {max_delay:g} s. Either "
+                     f"they travel slowly (large raw images over DDS on a loaded host: compressed images or a "
+                     f"shared-memory transport help, and sync.wait_timeout must cover it) or their stamps are early: "
+                     f"then set sync.camera_offsets[{camera}] to {offset + shift:.3f}", values)
     return Check("sync", topic, Level.OK, measured, values)
 
 

@@ -98,16 +98,20 @@ def log_problems(log: Path, tail: int = 20) -> list[str]:
     return problems or lines[-tail:]
 
 
-def stop(proc: subprocess.Popen | None) -> None:
-    """SIGINT, then SIGKILL of the whole process group (a subscriber can hang on SIGINT)."""
+def stop(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
+    """SIGINT the whole process group, then SIGKILL it after ``timeout`` s (a subscriber can hang on SIGINT).
+
+    SIGINT first lets the children shut ROS down: a killed Fast DDS participant leaves its shared-memory segments
+    (often 100+ MB each with large images) in /dev/shm until the machine restarts.
+    """
     if proc is None or proc.poll() is not None:
         return
     try:
         os.killpg(proc.pid, signal.SIGINT)
-        proc.wait(timeout=5)
+        proc.wait(timeout=timeout)
     except (subprocess.TimeoutExpired, ProcessLookupError):
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        proc.wait(timeout=5)
+        proc.wait(timeout=timeout)
