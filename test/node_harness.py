@@ -34,7 +34,7 @@ from visualization_msgs.msg import MarkerArray
 from aqr_ros.ros.to_msg import camera_info_msg, image_from_array, pointcloud2_from_structured, transform_stamped
 from aqr_ros.ros.to_msg import nanoseconds_from_stamp as ns_of
 from aqr_ros.ros.to_msg import stamp_from_nanoseconds as stamp_msg
-from aqr_ros.tools.processes import stop
+from aqr_ros.tools.processes import NODE_STOP_S, stop
 from aqr_ros.tools.synthetic_rig import BASE_FRAME, CAMERA_NAMES, LIDAR_FRAME, ODOM_FRAME, Rig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,8 +85,8 @@ def start_node(args: Sequence[str], domain_id: int) -> "OutputLog":
 
 
 def stop_node(log: "OutputLog") -> None:
-    """SIGINT the node's process group, then SIGKILL it if it has not exited within 10 s."""
-    stop(log.proc, timeout=30.0)
+    """SIGINT the node's process group, then SIGKILL it if it has not exited within NODE_STOP_S."""
+    stop(log.proc, NODE_STOP_S)
     log.join()
 
 

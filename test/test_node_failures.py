@@ -14,7 +14,8 @@ import pytest
 
 from conftest import ros_domain
 from node_harness import SEC, TINY_CONFIG, RigHarness, node_command, rig_remaps, start_node, stop_node
-from aqr_ros.ros.node import MAX_OOM_FRAMES, unrecoverable
+from aqr_ros.ros.node import MAX_OOM_FRAMES, WORKER_STOP_S, unrecoverable
+from aqr_ros.tools.processes import NODE_STOP_S
 
 pytestmark = pytest.mark.ros
 
@@ -131,6 +132,10 @@ def test_ctrl_c_while_a_frame_is_in_the_model_exits_cleanly():
     out = log.text()
     assert log.proc.returncode == 0, out
     assert "terminate called" not in out and "Traceback" not in out and "[ERROR]" not in out, out
+
+
+def test_tools_give_a_stopping_node_the_time_its_worker_may_take():
+    assert NODE_STOP_S > WORKER_STOP_S  # else the demo, the benchmark and the tests SIGKILL it mid-stage
 
 
 def test_ctrl_c_ends_a_long_frame_at_its_next_model_stage():

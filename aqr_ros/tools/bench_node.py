@@ -23,7 +23,7 @@ import torch
 from aqr_ros.model import load_config
 from aqr_ros.ros.to_msg import seconds_from_stamp
 from aqr_ros.tools.cli import add_device_argument, add_precision_argument, make_parser
-from aqr_ros.tools.processes import NODE, child_env, node_arguments, spawn, stop
+from aqr_ros.tools.processes import NODE, NODE_STOP_S, child_env, node_arguments, spawn, stop
 from aqr_ros.tools.synthetic_rig import LIDAR_PERIOD
 
 #: Goal of issue 4: ROS-side work per frame on CPU (ms), and as a fraction of the model time on a GPU.
@@ -162,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   lambda: max((s.get("model", 0.0) for s in stage_samples.values()), default=0.0))
     finally:
         stop(rig_proc)
-        stop(node_proc)
+        stop(node_proc, NODE_STOP_S)
         listener.destroy_node()
         rclpy.try_shutdown()
 
@@ -249,7 +249,7 @@ def run_flood(args: argparse.Namespace, params: dict[str, object], views: int, e
         phase[0] = "done"
         time.sleep(2.0)
     finally:
-        stop(node_proc)
+        stop(node_proc, NODE_STOP_S)
         executor.shutdown(timeout_sec=2.0)
         listener.destroy_node()
         rclpy.try_shutdown()

@@ -34,7 +34,8 @@ from aqr_ros.pipeline.rotations import yaw_from_quaternion
 from aqr_ros.resources import share_dir
 from aqr_ros.ros.to_msg import QUERY_WEIGHTS_DTYPE, nanoseconds_from_stamp
 from aqr_ros.tools.cli import add_device_argument, add_precision_argument, make_parser
-from aqr_ros.tools.processes import NODE, child_env, log_problems, node_arguments, shipped_parameter, spawn, stop
+from aqr_ros.tools.processes import (NODE, NODE_STOP_S, child_env, log_problems, node_arguments, shipped_parameter,
+                                    spawn, stop)
 from aqr_ros.tools.rig_scenes import SCENE_KINDS, make_scene
 from aqr_ros.tools.synthetic_rig import LIDAR_FRAME, LIDAR_PERIOD, SyntheticRig
 
@@ -619,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         collect(executor, listener, collector, node_proc, rig_proc, logs, args, deadline)
     finally:
         stop(rig_proc)
-        stop(node_proc)
+        stop(node_proc, NODE_STOP_S)
         listener_node.destroy_node()
         rclpy.try_shutdown()
     return finish(out, args, config, checkpoint, collector, listener.stray_overlays)

@@ -98,6 +98,11 @@ def log_problems(log: Path, tail: int = 20) -> list[str]:
     return problems or lines[-tail:]
 
 
+#: How long a stopping node may take: its worker waits up to ``aqr_ros.ros.node.WORKER_STOP_S`` (30 s) for the
+#: frame in the model to reach its next stage, then ROS shuts down.
+NODE_STOP_S = 35.0
+
+
 def stop(proc: subprocess.Popen | None, timeout: float = 5.0) -> None:
     """SIGINT the whole process group, then SIGKILL it after ``timeout`` s (a subscriber can hang on SIGINT).
 
