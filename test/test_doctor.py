@@ -143,6 +143,23 @@ def test_overlay_cloud_is_the_one_best_synchronised_with_every_camera() -> None:
     assert best_synchronised(clouds, [[]], [0.0]) is clouds[-1]  # no image at all: the newest cloud
 
 
+def test_a_full_shared_memory_filesystem_warns_and_names_the_fast_dds_files(tmp_path: Path) -> None:
+    from aqr_ros.tools.doctor import shared_memory
+
+    gib = 1024 ** 3
+    full = dc.shared_memory_check("/dev/shm", 24 * gib, gib, 22 * gib, 746)
+    assert full.level is dc.Level.WARN and full.subject == "/dev/shm"
+    assert "746 Fast DDS files hold 22.00 GiB" in full.reason and "fastdds shm clean" in full.reason
+    assert dc.shared_memory_check("/dev/shm", 24 * gib, 20 * gib, gib, 12).level is dc.Level.OK
+    (tmp_path / "fastdds_0123456789abcdef").write_bytes(bytes(3000))
+    (tmp_path / "fastdds_0123456789abcdef_el").write_bytes(b"")
+    (tmp_path / "sem.fastdds_port7000_mutex").write_bytes(bytes(32))
+    (tmp_path / "other").write_bytes(bytes(5000))
+    check = shared_memory(tmp_path)
+    assert check.values["fastdds_files"] == 3 and check.values["fastdds_gib"] * gib == pytest.approx(3032)
+    assert shared_memory(tmp_path / "absent") is None
+
+
 def test_missing_extrinsic_is_an_error_naming_both_frames() -> None:
     check = dc.extrinsic_check("cam_back_optical", "lidar_top", None, "frame does not exist")
     assert check.level is dc.Level.ERROR
@@ -332,6 +349,7 @@ def test_doctor_on_the_rig_and_with_a_misspelt_namespace(spawn_python, ros_env, 
         for check in ("rate", "stamps", "frame_id", "image", "sync", "overlay"):
             assert (check, f"/{name}/image_raw") in names
         assert ("camera_info", f"/{name}/camera_info") in names and ("tf", f"lidar_top -> {name}_optical") in names
+    assert ("shared_memory", "/dev/shm") in names
     for check in ("rate", "fields", "intensity", "axes"):
         assert (check, "/lidar_top/points") in names
     assert ("fixed_frame", "odom -> lidar_top") in names

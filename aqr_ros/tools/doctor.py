@@ -7,9 +7,10 @@
 Listens to the topics the node would subscribe to (the same options and defaults as launch/aqr.launch.py, the
 same QoS and parameters as the node) and to tf, then reports per topic the rate, stamps, frame ids, image
 encodings and point fields, camera_info validity, camera-LiDAR stamp offsets, the tf extrinsics and fixed frame,
-the intensity range and the LiDAR axis convention (:mod:`aqr_ros.tools.doctor_checks`). It projects a recent
-cloud (of the last 0.5 s, the one with the closest image in every camera) into each camera with the node's own
-calibration code and writes one overlay image per camera, plus ``report.json``, into ``--out``. Exit code 0 without ERROR, 1 with one, 2 for bad arguments.
+the intensity range, the room in /dev/shm and the LiDAR axis convention (:mod:`aqr_ros.tools.doctor_checks`).
+It projects a recent cloud (of the last 0.5 s, the one with the closest image in every camera) into each camera
+with the node's own calibration code and writes one overlay image per camera, plus ``report.json``, into
+``--out``. Exit code 0 without ERROR, 1 with one, 2 for bad arguments.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import sys
 import time
 from collections import deque
@@ -55,6 +57,8 @@ NODE_NAME = "aqr_doctor"
 #: images, 0.5 s of 20 Hz clouds to pick the one best synchronised with them.
 _KEPT = 6
 _KEPT_CLOUDS = 10
+#: Where Fast DDS maps its shared-memory segments (Linux).
+SHARED_MEMORY = Path("/dev/shm")
 #: Longest wait (s) for tf after the sensors, until the fixed-frame pose at the newest stamp has arrived.
 _TF_SETTLE_S = 2.0
 
@@ -236,6 +240,9 @@ def examine(node: DoctorNode, listened: float, out_dir: Path) -> tuple[list[dc.C
         checks.extend(c for c in (stamps, dc.frame_check(topic, heard.frames)) if c is not None)
         return heard
 
+    shm = shared_memory(SHARED_MEMORY)
+    if shm is not None:
+        checks.append(shm)
     cloud_heard = heard_checks(topics.cloud, "--lidar-topic (the node's ~/input/pointcloud remap)")
     cloud_msg = best_synchronised(cloud_heard.latest, [node.heard[t].latest for t in topics.images],
                                   p.camera_offsets) if cloud_heard.latest else None
@@ -303,6 +310,23 @@ def examine(node: DoctorNode, listened: float, out_dir: Path) -> tuple[list[dc.C
     if cloud_msg is not None:
         checks.append(dc.axes_check(topics.cloud, p.lidar_axes, points, front[0], front[1]))
     return checks, overlays
+
+
+def shared_memory(path: Path) -> Optional[dc.Check]:
+    """:func:`doctor_checks.shared_memory_check` of ``path`` and the Fast DDS files in it; None where there is no
+    such folder (not Linux)."""
+    if not path.is_dir():
+        return None
+    stat = os.statvfs(path)
+    sizes = []
+    for entry in path.iterdir():
+        if entry.name.startswith(("fastdds_", "sem.fastdds_")):
+            try:
+                sizes.append(entry.stat().st_size)
+            except FileNotFoundError:  # a process removed its segment meanwhile
+                continue
+    return dc.shared_memory_check(str(path), stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize,
+                                  sum(sizes), len(sizes))
 
 
 def node_lens(info: Optional[CameraInfo], rectified: bool, topic: str,

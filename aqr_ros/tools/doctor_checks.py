@@ -23,6 +23,8 @@ from aqr_ros.pipeline.undistort import DISTORTION_MODELS, ignored_distortion
 FUTURE_TOLERANCE_S = 0.2
 #: Share of clouds whose nearest image is beyond ``sync.max_camera_lidar_delay`` above which a camera warns.
 MASKED_SHARE_WARN = 0.1
+#: Free share of the shared-memory filesystem below which the doctor warns.
+SHM_FREE_WARN = 0.1
 #: Fewest clouds between a camera's images for that share to mean anything (drops leave fewer; the rate says so).
 MIN_SYNC_CLOUDS = 5
 #: A gap between consecutive images longer than this many camera periods (the 10th percentile of the gaps, which
@@ -151,6 +153,23 @@ def cloud_fields_check(topic: str, fields: Sequence[str], error: Optional[str]) 
     return Check("fields", topic, Level.OK, ", ".join(fields), values)
 
 
+def shared_memory_check(path: str, total_bytes: int, free_bytes: int, fastdds_bytes: int,
+                        fastdds_files: int) -> Check:
+    """Room in the filesystem Fast DDS maps its shared-memory segments from: a ROS process killed with SIGKILL (or
+    by the OOM killer) leaves its segments there until reboot, counted as used memory; WARN below
+    :data:`SHM_FREE_WARN` free, naming how much Fast DDS files hold."""
+    gib = 1024.0 ** 3
+    values = {"total_gib": total_bytes / gib, "free_gib": free_bytes / gib, "fastdds_gib": fastdds_bytes / gib,
+              "fastdds_files": fastdds_files}
+    measured = (f"{free_bytes / gib:.1f} GiB free of {total_bytes / gib:.1f} GiB; {fastdds_files} Fast DDS files "
+                f"hold {fastdds_bytes / gib:.2f} GiB")
+    if total_bytes > 0 and free_bytes < SHM_FREE_WARN * total_bytes:
+        return Check("shared_memory", path, Level.WARN, f"{measured}: segments of killed ROS processes stay until "
+                     "reboot and large images need room for new ones; `fastdds shm clean` removes those of dead "
+                     "processes (in a container, also raise its --shm-size)", values)
+    return Check("shared_memory", path, Level.OK, measured, values)
+
+
 def intensity_check(topic: str, intensity: np.ndarray, scale: float) -> Check:
     """The intensity range against ``input.intensity_scale``: the model was trained on 0..255."""
     i = np.asarray(intensity, dtype=np.float64)
@@ -252,8 +271,8 @@ def sync_check(camera: int, topic: str, cloud_stamps: Sequence[float], cloud_rec
                      f"arrival?); fix the driver's stamps or set sync.camera_offsets[{camera}] to "
                      f"{offset + shift:.3f}", values)
     if shift < -max_delay:  # slow transport looks exactly like early stamps: both are named
-        return Check("sync", topic, Level.WARN, f"{measured}: the images reach this process {-shift * 1e3:.0f} ms later "
-                     f"after their stamps than the clouds, beyond sync.max_camera_lidar_delay {max_delay:g} s. Either "
+        return Check("sync", topic, Level.WARN, f"{measured}: the images reach this process {-shift * 1e3:.0f} ms "
+                     f"later after their stamps than the clouds, beyond sync.max_camera_lidar_delay {max_delay:g} s. Either "
                      f"they travel slowly (large raw images over DDS on a loaded host: compressed images or a "
                      f"shared-memory transport help, and sync.wait_timeout must cover it) or their stamps are early: "
                      f"then set sync.camera_offsets[{camera}] to {offset + shift:.3f}", values)
