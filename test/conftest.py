@@ -21,6 +21,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DOUBLES_DIR = REPO_ROOT / "test" / "doubles"
 FASTDDS_PROFILE = REPO_ROOT / "config" / "fastdds_large_data.xml"
+#: The small model config of the node and pipeline tests (ResNet-50 at 128x320, 100 queries, 2 layers).
+TINY_CONFIG = REPO_ROOT / "test" / "configs" / "tiny.yaml"
 TEST_ROS_DOMAIN_ID = "42"
 pytest_plugins = ["nuscenes_fixtures", "nuscenes_bag_fixtures"]
 #: Highest ROS domain id: DDS derives UDP ports from it, and higher ids overflow the port range.
@@ -140,6 +142,17 @@ def ros_env() -> dict[str, str]:
 
 
 SpawnPython = Callable[..., subprocess.Popen]
+
+
+@pytest.fixture(scope="module")
+def ros_context() -> Iterator[object]:
+    """An rclpy context of its own for a module's in-process nodes, shut down after the module."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,9 +35,8 @@ from aqr_ros.ros.to_msg import nanoseconds_from_stamp as ns_of
 from aqr_ros.ros.to_msg import stamp_from_nanoseconds as stamp_msg
 from aqr_ros.tools.processes import NODE_STOP_S, stop
 from aqr_ros.tools.synthetic_rig import BASE_FRAME, CAMERA_NAMES, LIDAR_FRAME, ODOM_FRAME, Rig
+from conftest import REPO_ROOT, TINY_CONFIG
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIG = REPO / "test" / "configs" / "tiny.yaml"
 #: Camera images are sent at half the rig's resolution (the node must handle any resolution).
 IMAGE_SCALE = 0.5
 SEC = 1_000_000_000
@@ -49,7 +47,7 @@ TF_LEAD_NS = 2 * SEC
 
 def node_command(namespace: str, params: dict[str, Any], remaps: dict[str, str]) -> list[str]:
     """Arguments for ``python`` starting the node with the shipped params file plus overrides and remaps."""
-    args = ["-m", "aqr_ros.ros.node", "--ros-args", "--params-file", str(REPO / "config" / "aqr.yaml"),
+    args = ["-m", "aqr_ros.ros.node", "--ros-args", "--params-file", str(REPO_ROOT / "config" / "aqr.yaml"),
             "-p", "model.allow_random_weights:=true"]  # the tests' tiny models run on random weights
     if namespace:
         args += ["-r", f"__ns:={namespace}"]
@@ -78,8 +76,8 @@ def start_node(args: Sequence[str], domain_id: int) -> "OutputLog":
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env["PYTHONUNBUFFERED"] = "1"
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *paths, str(REPO / "test" / "doubles")])
-    proc = subprocess.Popen([sys.executable, *args], env=env, cwd=str(REPO), stdout=subprocess.PIPE,
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *paths, str(REPO_ROOT / "test" / "doubles")])
+    proc = subprocess.Popen([sys.executable, *args], env=env, cwd=str(REPO_ROOT), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     return OutputLog(proc)
 

@@ -5,28 +5,15 @@ from __future__ import annotations
 import yaml
 
 from aqr_ros.model.config import NUSCENES_CAMERAS
+from aqr_ros.ros.launch_args import rviz_displays
 from aqr_ros.ros.node import NODE_NAME
 from aqr_ros.ros.params import SPEC_BY_NAME
 from conftest import REPO_ROOT
 
 
-def _displays(node: object) -> list[dict]:
-    """Every display dict below ``node`` (rviz nests them in groups)."""
-    found = []
-    if isinstance(node, dict):
-        if "Class" in node and "Topic" in node:
-            found.append(node)
-        for value in node.values():
-            found += _displays(value)
-    elif isinstance(node, list):
-        for value in node:
-            found += _displays(value)
-    return found
-
-
 def test_rviz_config_shows_every_output_of_the_node():
     rviz = yaml.safe_load((REPO_ROOT / "config" / "aqr.rviz").read_text())
-    topics = {d["Topic"]["Value"]: d["Class"] for d in _displays(rviz)}
+    topics = {d["Topic"]["Value"]: d["Class"] for d in rviz_displays(rviz)}
     base = f"/{NODE_NAME}"
     assert topics[f"{base}/output/markers"] == "rviz_default_plugins/MarkerArray"
     assert topics[f"{base}/output/detections"] == "vision_msgs_rviz_plugins/Detection3DArray"
@@ -63,7 +50,7 @@ def test_package_xml_names_what_the_launch_files_and_the_rviz_layout_run():
     assert {"rviz2", "vision_msgs_rviz_plugins", "ros2bag", "rosbag2_storage_default_plugins", "launch_ros",
             "python3-torch"} <= exec_depends
     rviz = yaml.safe_load((REPO_ROOT / "config" / "aqr.rviz").read_text())
-    plugin_packages = {d["Class"].split("/")[0] for d in _displays(rviz)}
+    plugin_packages = {d["Class"].split("/")[0] for d in rviz_displays(rviz)}
     # rviz2 brings rviz_common and rviz_default_plugins; every other display plugin package must be a dependency.
     assert plugin_packages - {"rviz_common", "rviz_default_plugins"} <= exec_depends, plugin_packages
     # safetensors has no rosdep key: a made-up key would make `rosdep install` fail for every user

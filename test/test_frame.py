@@ -1,7 +1,5 @@
 """Frame assembly (ROS-free): projection matrices, validity masks, sweeps and detections back to ROS axes."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -9,8 +7,8 @@ import torch
 from aqr_ros.model.config import load_config
 from aqr_ros.pipeline.calibration import axes_to_model
 from aqr_ros.pipeline.frame import CameraCalibration, FrameAssembler, calibration_issue
+from conftest import TINY_CONFIG
 
-TINY = Path(__file__).resolve().parent / "configs" / "tiny.yaml"
 K_NUSC = np.array([[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]])
 
 #: Optical frame of a forward camera <- REP-103 LiDAR frame (z forward = lidar x, x right = -lidar y), 1.5 m ahead.
@@ -66,7 +64,7 @@ def test_calibration_issue_reasons():
 
 
 def test_assemble_masks_views_and_accumulates_sweeps():
-    cfg = load_config(TINY)
+    cfg = load_config(TINY_CONFIG)
     asm = FrameAssembler(cfg, "rep103", intensity_scale=255.0)
     odom_t0 = np.eye(4)
     odom_t1 = np.eye(4)
@@ -97,7 +95,7 @@ def test_assemble_masks_views_and_accumulates_sweeps():
 
 
 def test_assemble_without_poses_counts_uncompensated_sweeps():
-    asm = FrameAssembler(load_config(TINY), "rep103")
+    asm = FrameAssembler(load_config(TINY_CONFIG), "rep103")
     asm.push_cloud(np.ones((4, 4), np.float32), 1.0, None)
     asm.push_cloud(np.ones((2, 4), np.float32), 1.1, None)
     out = asm.assemble([None] * 6, [None] * 6)
@@ -109,7 +107,7 @@ def test_assemble_without_poses_counts_uncompensated_sweeps():
 
 def test_sweeps_older_than_the_lag_cap_are_left_out():
     """A 10 Hz LiDAR with 10 sweeps would reach 0.9 s back; the cap keeps what the model saw in training."""
-    asm = FrameAssembler(load_config(TINY), "rep103", max_sweep_lag_s=0.55)
+    asm = FrameAssembler(load_config(TINY_CONFIG), "rep103", max_sweep_lag_s=0.55)
     for k in range(8):
         asm.push_cloud(np.full((1, 4), k, np.float32), 1.0 + 0.1 * k, None)
     out = asm.assemble([None] * 6, [None] * 6)
@@ -120,7 +118,7 @@ def test_sweeps_older_than_the_lag_cap_are_left_out():
 def test_detections_selected_and_converted_to_ros_axes():
     from aqr_ros.model.detector import Detections
 
-    asm = FrameAssembler(load_config(TINY), "rep103")
+    asm = FrameAssembler(load_config(TINY_CONFIG), "rep103")
     boxes = torch.tensor([
         [0.0, 10.0, -1.0, 4.0, 2.0, 1.5, np.pi / 2, 0.0, 3.0],  # 10 m ahead, heading forward, moving forward
         [5.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0],

@@ -19,9 +19,8 @@ import torch
 from aqr_ros.model.detector import Detections
 from aqr_ros.tools import gpu_check
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, TINY_CONFIG
 
-TINY = str(REPO_ROOT / "test" / "configs" / "tiny.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +28,7 @@ def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("gpu_check")
     env = dict(os.environ, PYTHON=sys.executable)
     proc = subprocess.run([str(REPO_ROOT / "scripts" / "gpu_check.sh"), "--device", "cpu", "--quick",
-                           "--config", TINY, "--out", str(out)], env=env, cwd="/", capture_output=True,
+                           "--config", str(TINY_CONFIG), "--out", str(out)], env=env, cwd="/", capture_output=True,
                           text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "result: OK" in proc.stdout

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from aqr_ros.ros.launch_args import (PARAMETER_ARGUMENTS, compressed_images, file_parameter, node_overrides, node_path,
-                                     rviz_config, write_rviz_config)
+                                     rviz_config, rviz_displays, write_rviz_config)
 
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = ("aqr.launch.py", "bag_replay.launch.py")
@@ -71,17 +71,8 @@ def test_rviz_layout_shows_cloud_detections_and_seven_weight_maps():
 
 
 def _rviz_topics(layout: dict) -> list[str]:
-    """Every display topic of an rviz layout."""
-    found = []
-    if isinstance(layout, dict):
-        if isinstance(layout.get("Topic"), dict):
-            found.append(layout["Topic"]["Value"])
-        for value in layout.values():
-            found += _rviz_topics(value)
-    elif isinstance(layout, list):
-        for value in layout:
-            found += _rviz_topics(value)
-    return found
+    """The topic of every display in an rviz layout."""
+    return [display["Topic"]["Value"] for display in rviz_displays(layout)]
 
 
 def test_node_path_joins_the_namespace_and_the_node_name():

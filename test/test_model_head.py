@@ -14,9 +14,9 @@ from aqr_ros.model.config import load_config
 from aqr_ros.model.head import CmtHead, HeadOutput
 from aqr_ros.model.task_head import SeparateTaskHead
 from aqr_ros.model.transformer import CmtTransformer
+from conftest import TINY_CONFIG
 
 MANIFEST = Path(__file__).resolve().parent / "data" / "state-dict-manifest.json"
-TINY = Path(__file__).resolve().parent / "configs" / "tiny.yaml"
 HEAD_PREFIX = "pts_bbox_head."
 
 
@@ -145,7 +145,7 @@ TinyHead = tuple[CmtHead, dict[str, torch.Tensor], HeadOutput]
 def tiny_head() -> TinyHead:
     """The tiny-config head, inputs with all cameras present, and its output for them."""
     torch.manual_seed(4)
-    tiny = load_config(TINY)
+    tiny = load_config(TINY_CONFIG)
     # 160x320 images give a 10x20 camera feature map, wide enough for the 9x9 AQR camera window
     cfg = dataclasses.replace(tiny, image=dataclasses.replace(tiny.image, input_size=(160, 320)))
     head = CmtHead(cfg).eval()

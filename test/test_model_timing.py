@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from aqr_ros.model.timing import FrameCancelled, StageTimer, maybe_stage
+from conftest import TINY_CONFIG
 
 
 def test_cpu_stages_accumulate_wall_time():
@@ -23,8 +24,6 @@ def test_cpu_stages_accumulate_wall_time():
 
 
 def test_a_cancelled_timer_refuses_the_next_stage_of_a_forward_pass():
-    from pathlib import Path
-
     from aqr_ros.model import AqrCmt, load_config
 
     cancel = threading.Event()
@@ -36,7 +35,7 @@ def test_a_cancelled_timer_refuses_the_next_stage_of_a_forward_pass():
             pytest.fail("a cancelled stage ran")
     assert set(timer.ms) == {"running"}
     torch.manual_seed(0)
-    model = AqrCmt(load_config(str(Path(__file__).parent / "configs" / "tiny.yaml"))).eval()
+    model = AqrCmt(load_config(TINY_CONFIG)).eval()
     cfg = model.config
     with pytest.raises(FrameCancelled, match="before stage voxelize"):  # the forward pass's first stage
         model.infer(torch.zeros((1, cfg.lidar.num_point_features)),

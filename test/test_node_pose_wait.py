@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
-import rclpy
 from rclpy.parameter import Parameter
 from rclpy.time import Time
 from std_msgs.msg import Header
@@ -18,20 +16,12 @@ from std_msgs.msg import Header
 from aqr_ros.ros.node import AqrNode
 from aqr_ros.ros.sync import CameraStatus, FrameBundle
 from aqr_ros.ros.to_msg import stamp_from_seconds, transform_stamped
+from conftest import TINY_CONFIG
 
 pytestmark = pytest.mark.ros
 
-TINY_CONFIG = Path(__file__).resolve().parents[1] / "test" / "configs" / "tiny.yaml"
 CLOUD_S, IMAGE_S = 100.0, 100.03  # the newest stamp the frame needs is its latest image's
 LAG_S = 0.15
-
-
-@pytest.fixture(scope="module")
-def context() -> Iterator[Any]:
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
 
 
 def configured(context: Any, max_wait: float) -> AqrNode:
@@ -62,8 +52,8 @@ def late_odometry(node: AqrNode) -> threading.Timer:
     return timer
 
 
-def test_a_frame_waits_for_a_lagging_pose_up_to_tf_max_wait(context: Any) -> None:
-    node = configured(context, max_wait=1.0)
+def test_a_frame_waits_for_a_lagging_pose_up_to_tf_max_wait(ros_context: Any) -> None:
+    node = configured(ros_context, max_wait=1.0)
     try:
         bundle, header = frame()
         timer = late_odometry(node)
@@ -77,8 +67,8 @@ def test_a_frame_waits_for_a_lagging_pose_up_to_tf_max_wait(context: Any) -> Non
         node.destroy_node()
 
 
-def test_without_a_wait_the_frame_takes_what_tf_has(context: Any) -> None:
-    node = configured(context, max_wait=0.0)
+def test_without_a_wait_the_frame_takes_what_tf_has(ros_context: Any) -> None:
+    node = configured(ros_context, max_wait=0.0)
     try:
         bundle, header = frame()
         timer = late_odometry(node)
@@ -91,8 +81,8 @@ def test_without_a_wait_the_frame_takes_what_tf_has(context: Any) -> None:
         node.destroy_node()
 
 
-def test_the_wait_is_bounded_when_the_pose_never_comes(context: Any) -> None:
-    node = configured(context, max_wait=0.2)
+def test_the_wait_is_bounded_when_the_pose_never_comes(ros_context: Any) -> None:
+    node = configured(ros_context, max_wait=0.2)
     try:
         bundle, header = frame()
         started = time.monotonic()

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from conftest import ros_domain
-from node_harness import REPO, SEC, RigHarness, node_command, ns_of, start_node, stop_node
+from conftest import REPO_ROOT, ros_domain
+from node_harness import SEC, RigHarness, node_command, ns_of, start_node, stop_node
 
 from aqr_ros.model import load_config
 from aqr_ros.pipeline.rotations import yaw_from_quaternion
@@ -33,7 +33,7 @@ from aqr_ros.tools.synthetic_rig import CAMERA_NAMES, LIDAR_PERIOD, Rig, Synthet
 pytestmark = pytest.mark.ros
 
 CONFIG = "aqr_cmt_rig_small"
-WEIGHTS = REPO / "models" / "weights" / "aqr_cmt_rig_small.safetensors"
+WEIGHTS = REPO_ROOT / "models" / "weights" / "aqr_cmt_rig_small.safetensors"
 START_S = 3000
 FRAMES = 10
 CAR_RANGE_M = 30.0

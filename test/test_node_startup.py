@@ -9,13 +9,13 @@ import time
 import pytest
 import torch
 
-from conftest import ros_domain
-from node_harness import REPO, TINY_CONFIG, node_command, start_node, stop_node
+from conftest import REPO_ROOT, ros_domain
+from node_harness import TINY_CONFIG, node_command, start_node, stop_node
 
 pytestmark = pytest.mark.ros
 
 DOMAIN_ID = ros_domain(__name__)
-RIG_WEIGHTS = REPO / "models" / "weights" / "aqr_cmt_rig_small.safetensors"
+RIG_WEIGHTS = REPO_ROOT / "models" / "weights" / "aqr_cmt_rig_small.safetensors"
 
 
 def run_node(params, timeout=120):
@@ -119,7 +119,7 @@ def test_help_lists_parameters_and_topics_without_building_the_model():
     from aqr_ros.ros.params import SPECS
 
     proc = subprocess.run([sys.executable, "-m", "aqr_ros.ros.node", "--help"], capture_output=True, text=True,
-                          timeout=60, cwd=str(REPO))
+                          timeout=60, cwd=str(REPO_ROOT))
     assert proc.returncode == 0, proc.stderr
     assert all(f"  {spec.name} (default " in proc.stdout for spec in SPECS)
     assert "~/input/pointcloud" in proc.stdout and "~/output/detections" in proc.stdout

@@ -4,12 +4,10 @@ pose at each sweep's own stamp. No DDS: the messages are rendered from the synth
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 import pytest
-import rclpy
 from rclpy.parameter import Parameter
 from tf2_msgs.msg import TFMessage
 
@@ -17,9 +15,8 @@ from aqr_ros.ros.offline import OfflineAqrNode, OfflineRunner, configure_offline
 from aqr_ros.ros.to_msg import nanoseconds_from_stamp, stamp_from_seconds, transform_stamped
 from aqr_ros.tools.rig_publisher import frame_messages
 from aqr_ros.tools.synthetic_rig import CAMERA_NAMES, LIDAR_FRAME, ODOM_FRAME, SyntheticRig
+from conftest import TINY_CONFIG
 
-REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIG = REPO / "test" / "configs" / "tiny.yaml"
 START_S = 1_700_000_000.0
 NUM_LIDAR_FRAMES = 8
 CLOUD = "/lidar_top/points"
@@ -55,14 +52,6 @@ def rig_messages(num_lidar_frames: int) -> Iterator[tuple[str, int, Any]]:
 @pytest.fixture(scope="module")
 def messages() -> list[tuple[str, int, Any]]:
     return list(rig_messages(NUM_LIDAR_FRAMES))
-
-
-@pytest.fixture(scope="module")
-def ros_context() -> Iterator[Any]:
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
 
 
 def offline_node(context: Any, record: set[str], extra: dict[str, Any] | None = None) -> tuple[OfflineAqrNode, list]:

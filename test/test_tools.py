@@ -10,13 +10,12 @@ import pytest
 
 from aqr_ros.tools import bench
 
-from conftest import REPO_ROOT, ros_domain
+from conftest import TINY_CONFIG, ros_domain
 
-TINY = str(REPO_ROOT / "test" / "configs" / "tiny.yaml")
 
 
 def test_model_benchmark_prints_every_stage(capsys):
-    assert bench.main(["model", "--config", TINY, "--devices", "cpu", "--precisions", "fp32",
+    assert bench.main(["model", "--config", str(TINY_CONFIG), "--devices", "cpu", "--precisions", "fp32",
                        "--iters", "1", "--warmup", "0"]) == 0
     text = capsys.readouterr().out
     for stage in ("voxelize", "sparse_encoder", "bev_2d", "image_backbone_neck", "aqr", "decoder", "decode"):
@@ -25,7 +24,7 @@ def test_model_benchmark_prints_every_stage(capsys):
 
 
 def test_aqr_benchmark_compares_gathered_and_dense(capsys):
-    assert bench.main(["aqr", "--config", TINY, "--devices", "cpu", "--queries", "100,180",
+    assert bench.main(["aqr", "--config", str(TINY_CONFIG), "--devices", "cpu", "--queries", "100,180",
                        "--iters", "1", "--warmup", "0"]) == 0
     text = capsys.readouterr().out
     assert "-- 100 queries: AQR total" in text and "-- 180 queries" in text

@@ -260,7 +260,7 @@ class FusionDiagnostics:
                     problems.append((WARN, f"camera{i} extrinsic not time-corrected (no pose in the fixed frame)"))
             values.append(("lidar pose in fixed frame", self._shown.lidar_pose))
             if frame:
-                values += _input_values(frame) + [("processing_time_ms", f"{frame.processing_ms:.1f}")]
+                values += _fused_values(frame) + [("processing_time_ms", f"{frame.processing_ms:.1f}")]
                 values += [(f"stage {k} ms", f"{v:.1f}") for k, v in frame.stage_ms.items()]
                 if frame.processing_ms > max_ms:
                     problems.append((WARN, f"processing {frame.processing_ms:.0f} ms > {max_ms:.0f} ms"))
@@ -304,7 +304,7 @@ def _camera_values(camera: int, name: str, state: str, dt_ms: Optional[float]) -
     return [(f"camera{camera} {name}", state), (f"camera{camera} dt_ms", "n/a" if dt_ms is None else f"{dt_ms:.1f}")]
 
 
-def _input_values(frame: FrameReport) -> list[tuple[str, str]]:
+def _fused_values(frame: FrameReport) -> list[tuple[str, str]]:
     """What a frame fused: points, sweeps (and how many of them uncompensated) and detections."""
     return [("points", str(frame.num_points)), ("sweeps", str(frame.num_sweeps)),
             ("uncompensated sweeps", str(frame.num_uncompensated)), ("detections", str(frame.num_detections))]
@@ -318,6 +318,6 @@ def frame_report(header: Header, name: str, camera_names: Sequence[str], frame: 
     values += [("total ms", f"{frame.processing_ms:.3f}"), ("latency ms", f"{latency_ms:.3f}")]
     for i, camera in enumerate(camera_names):
         values += _camera_values(i, camera, frame.camera_state[i], frame.camera_dt_ms[i])
-    values += _input_values(frame)
+    values += _fused_values(frame)
     return DiagnosticArray(header=header, status=[DiagnosticStatus(
         level=OK, name=name, message="frame report", values=[KeyValue(key=k, value=v) for k, v in values])])

@@ -7,7 +7,7 @@ whose message is the reason, ready for a warning that names the topic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -98,42 +98,43 @@ def pointcloud2_to_array(msg: PointCloud2, fields: Sequence[str] = ("x", "y", "z
     return CloudArray(points, num_input, num_nonfinite, missing)
 
 
-#: Raw image encodings → (channels, view from the HxWxC buffer to BGR).
+def _converted(code: int) -> Callable[[np.ndarray], np.ndarray]:
+    """OpenCV's ``code`` conversion of the HxWxC buffer to BGR, into a new array."""
+    return lambda a: cv2.cvtColor(np.ascontiguousarray(a), code)
+
+
+#: Raw image encodings → (bytes per pixel, HxWxC buffer to BGR). The 8-bit RGB family and mono8 are views; packed
+#: YUV 4:2:2 (ROS ``yuv422`` is UYVY, ``yuv422_yuy2`` YUYV) and 8-bit Bayer mosaics, as drivers publish them
+#: straight from the sensor, are converted. OpenCV names a Bayer pattern after the second row's first two pixels,
+#: so ROS ``bayer_rggb8`` is OpenCV's BayerBG.
 _IMAGE_ENCODINGS = {
     "bgr8": (3, lambda a: a),
     "rgb8": (3, lambda a: a[:, :, ::-1]),
     "bgra8": (4, lambda a: a[:, :, :3]),
     "rgba8": (4, lambda a: a[:, :, 2::-1]),
     "mono8": (1, lambda a: np.broadcast_to(a, (*a.shape[:2], 3))),
+    "yuv422": (2, _converted(cv2.COLOR_YUV2BGR_UYVY)),
+    "uyvy": (2, _converted(cv2.COLOR_YUV2BGR_UYVY)),
+    "yuv422_yuy2": (2, _converted(cv2.COLOR_YUV2BGR_YUYV)),
+    "yuyv": (2, _converted(cv2.COLOR_YUV2BGR_YUYV)),
+    "bayer_rggb8": (1, _converted(cv2.COLOR_BayerBG2BGR)),
+    "bayer_bggr8": (1, _converted(cv2.COLOR_BayerRG2BGR)),
+    "bayer_gbrg8": (1, _converted(cv2.COLOR_BayerGR2BGR)),
+    "bayer_grbg8": (1, _converted(cv2.COLOR_BayerGB2BGR)),
 }
-#: Encodings a driver publishes straight from the sensor → (bytes per pixel, OpenCV conversion to BGR): packed
-#: YUV 4:2:2 (ROS ``yuv422`` is UYVY, ``yuv422_yuy2`` YUYV) and 8-bit Bayer mosaics. OpenCV names a Bayer
-#: pattern after the second row's first two pixels, so ROS ``bayer_rggb8`` is OpenCV's BayerBG.
-_CONVERTED_ENCODINGS = {
-    "yuv422": (2, cv2.COLOR_YUV2BGR_UYVY),
-    "uyvy": (2, cv2.COLOR_YUV2BGR_UYVY),
-    "yuv422_yuy2": (2, cv2.COLOR_YUV2BGR_YUYV),
-    "yuyv": (2, cv2.COLOR_YUV2BGR_YUYV),
-    "bayer_rggb8": (1, cv2.COLOR_BayerBG2BGR),
-    "bayer_bggr8": (1, cv2.COLOR_BayerRG2BGR),
-    "bayer_gbrg8": (1, cv2.COLOR_BayerGR2BGR),
-    "bayer_grbg8": (1, cv2.COLOR_BayerGB2BGR),
-}
-#: Every raw image encoding the node accepts.
-IMAGE_ENCODINGS = (*_IMAGE_ENCODINGS, *_CONVERTED_ENCODINGS)
 
 
 def image_to_bgr(msg: Image) -> np.ndarray:
-    """HxWx3 uint8 BGR of an image in any of :data:`IMAGE_ENCODINGS`.
+    """HxWx3 uint8 BGR of an image in any encoding of ``_IMAGE_ENCODINGS``.
 
     rgb8, bgr8, rgba8, bgra8 and mono8 give a view without a copy (strides honour ``step``) that may be
     non-contiguous or read-only (mono8 is a broadcast view): copy before writing into it. YUV 4:2:2 and Bayer
     images are converted into a new array.
     """
     encoding = msg.encoding.lower()
-    if encoding not in IMAGE_ENCODINGS:
-        raise ConversionError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(IMAGE_ENCODINGS)})")
-    channels, _ = _IMAGE_ENCODINGS.get(encoding) or _CONVERTED_ENCODINGS[encoding]
+    if encoding not in _IMAGE_ENCODINGS:
+        raise ConversionError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(_IMAGE_ENCODINGS)})")
+    channels, to_bgr = _IMAGE_ENCODINGS[encoding]
     height, width, step = msg.height, msg.width, msg.step
     if height == 0 or width == 0:
         raise ConversionError(f"empty image ({width}x{height})")
@@ -141,13 +142,11 @@ def image_to_bgr(msg: Image) -> np.ndarray:
         raise ConversionError(f"step {step} is smaller than width {width} x {channels} bytes for {encoding}")
     if len(msg.data) != step * height:
         raise ConversionError(f"data has {len(msg.data)} bytes, expected step {step} x height {height}")
-    if encoding in _IMAGE_ENCODINGS:
-        pixels = np.ndarray((height, width, channels), dtype=np.uint8, buffer=msg.data, strides=(step, channels, 1))
-        return _IMAGE_ENCODINGS[encoding][1](pixels)
-    if width % 2 or (encoding.startswith("bayer") and height % 2):
+    bayer = encoding.startswith("bayer")
+    if (channels == 2 or bayer) and width % 2 or bayer and height % 2:  # 2x1 YUV pairs, 2x2 Bayer cells
         raise ConversionError(f"{encoding} needs an even {'width' if width % 2 else 'height'} ({width}x{height})")
-    rows = np.ndarray((height, width * channels), dtype=np.uint8, buffer=msg.data, strides=(step, 1))
-    return cv2.cvtColor(np.ascontiguousarray(rows).reshape(height, width, channels), _CONVERTED_ENCODINGS[encoding][1])
+    pixels = np.ndarray((height, width, channels), dtype=np.uint8, buffer=msg.data, strides=(step, channels, 1))
+    return to_bgr(pixels)
 
 
 def compressed_to_bgr(msg: CompressedImage) -> np.ndarray:

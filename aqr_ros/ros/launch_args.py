@@ -120,7 +120,8 @@ def rviz_config(template: str | Path, node: str, fixed_frame: str, lidar_topic: 
     except (KeyError, TypeError):
         raise ValueError(f"{template}: not an rviz layout (no 'Visualization Manager: Global Options: Fixed Frame')") \
             from None
-    for topic in _topics(layout):
+    for display in rviz_displays(layout):
+        topic = display["Topic"]
         value = topic["Value"]
         if value == TEMPLATE_NODE_PATH or value.startswith(TEMPLATE_NODE_PATH + "/"):
             topic["Value"] = node + value[len(TEMPLATE_NODE_PATH):]
@@ -141,16 +142,17 @@ def write_rviz_config(template: str | Path, node: str, fixed_frame: str, lidar_t
     return Path(name)
 
 
-def _topics(tree: Any) -> list[dict]:
-    """Every ``Topic`` mapping (with a string ``Value``) below ``tree``; rviz nests displays in groups."""
+def rviz_displays(tree: Any) -> list[dict]:
+    """Every display below ``tree`` of an rviz layout (a mapping whose ``Topic`` is a mapping with a string
+    ``Value``); rviz nests displays in groups."""
     found = []
     if isinstance(tree, dict):
         topic = tree.get("Topic")
         if isinstance(topic, dict) and isinstance(topic.get("Value"), str):
-            found.append(topic)
+            found.append(tree)
         for value in tree.values():
-            found += _topics(value)
+            found += rviz_displays(value)
     elif isinstance(tree, list):
         for value in tree:
-            found += _topics(value)
+            found += rviz_displays(value)
     return found
